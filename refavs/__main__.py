@@ -1,0 +1,5 @@
+import sys
+
+from refavs.cli import main
+
+sys.exit(main())

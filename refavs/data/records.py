@@ -1,0 +1,38 @@
+"""Typed records of the benchmark's metadata."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Mapping
+
+from refavs.data.layout import folder_from_uid
+
+
+@dataclass(frozen=True)
+class Expression:
+    """One row of metadata.csv: one expression about one object of one clip.
+
+    Attributes:
+        vid: the clip id (``<youtube id>_<start ms>_<end ms>`` in the real benchmark).
+        uid: the expression id, ``<vid>_<category>_<n>`` (``null_c-<vid>_null_<n>`` for test_n).
+        split: one of :data:`refavs.data.layout.SPLITS`.
+        fid: index of the referred object inside the clip; picks ``gt_mask/<folder>/fid_<fid>``.
+        exp: the expression, verbatim except surrounding whitespace.
+        row: line number of the row in metadata.csv (the header is line 1).
+        extra: any further columns of the row (e.g. ``cue``, ``needs_audio`` of Ref-AVS Synth),
+            read-only; the official reader ignores them.
+    """
+
+    vid: str
+    uid: str
+    split: str
+    fid: int
+    exp: str
+    row: int = 0
+    extra: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), compare=False)
+
+    @property
+    def folder(self) -> str:
+        """The media folder derived from the uid (see :func:`~refavs.data.layout.folder_from_uid`)."""
+        return folder_from_uid(self.uid)

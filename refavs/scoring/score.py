@@ -1,0 +1,185 @@
+"""Scoring stored predictions against a dataset's ground truth (the API behind ``refavs score``)."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Literal, Sequence
+
+import numpy as np
+
+from refavs.data.layout import MASK_SIZE, NUM_FRAMES, SPLITS, DatasetLayout
+from refavs.data.masks import MaskResize, load_clip_masks
+from refavs.data.metadata import read_metadata
+from refavs.data.records import Expression
+from refavs.scoring.predictions import load_prediction, missing_predictions
+
+CueSource = Literal["auto", "column", "keywords"]
+
+SEEN_SPLIT, UNSEEN_SPLIT = "test_s", "test_u"
+"""The two splits whose mean is the Mix figure."""
+
+
+class MissingPredictionsError(ValueError):
+    """Some expressions have no prediction; the message names the first uids and the count."""
+
+    def __init__(self, pred_dir: Path, missing: Sequence[str], shown: int = 5):
+        self.missing = list(missing)
+        head = ", ".join(self.missing[:shown])
+        more = f" and {len(self.missing) - shown} more" if len(self.missing) > shown else ""
+        super().__init__(f"{pred_dir}: no prediction for {len(self.missing)} expression(s): {head}{more} "
+                         f"(expected {pred_dir}/<uid>/0.png ... {NUM_FRAMES - 1}.png; "
+                         f"--allow-missing scores them as empty masks)")
+
+
+@dataclass
+class SplitScore:
+    """The score of one split.
+
+    Attributes:
+        split: the split's name.
+        result: J, F, S and counts over the whole split (a ``refavs.metrics.MetricResult``).
+        cues: the same per cue type (only the cue types that occur).
+        n_missing: expressions scored as empty masks because their prediction was missing.
+    """
+
+    split: str
+    result: "MetricResult"  # noqa: F821 (imported lazily with torch)
+    cues: dict = field(default_factory=dict)
+    n_missing: int = 0
+
+    def to_dict(self) -> dict:
+        return {**self.result.to_dict(), "n_missing": self.n_missing,
+                "cues": {name: r.to_dict() for name, r in self.cues.items()}}
+
+
+@dataclass
+class ScoreReport:
+    """Scores of several splits, with the Mix figure when test_s and test_u are both scored."""
+
+    splits: dict[str, SplitScore]
+    aggregation: str
+
+    @property
+    def mix(self) -> dict[str, float] | None:
+        if SEEN_SPLIT in self.splits and UNSEEN_SPLIT in self.splits:
+            seen, unseen = self.splits[SEEN_SPLIT].result, self.splits[UNSEEN_SPLIT].result
+            return {"J": (seen.J + unseen.J) / 2, "F": (seen.F + unseen.F) / 2}
+        return None
+
+    def to_dict(self) -> dict:
+        """The ``--json`` object: flat for one split, ``{"splits": ..., "Mix_J", "Mix_F"}`` for several."""
+        if len(self.splits) == 1:
+            (score,) = self.splits.values()
+            return {"split": score.split, "aggregation": self.aggregation, **score.to_dict()}
+        mix = self.mix
+        return {"aggregation": self.aggregation,
+                "splits": {name: s.to_dict() for name, s in self.splits.items()},
+                "Mix_J": None if mix is None else mix["J"], "Mix_F": None if mix is None else mix["F"]}
+
+
+def expression_cues(expression: Expression, source: CueSource = "auto") -> tuple[str, ...]:
+    """Cue types of one expression: the ``cue`` column when present (Ref-AVS Synth), else keywords."""
+    from refavs.scoring.cues import CUE_TYPES, classify_cues
+
+    column = expression.extra.get("cue")
+    if source == "column" and column is None:
+        raise ValueError(f"metadata has no cue column (row {expression.row}); use --cues keywords")
+    if source != "keywords" and column is not None:
+        tags = {c.strip() for c in column.split(";") if c.strip()}
+        return tuple(c for c in CUE_TYPES if c in tags)
+    return classify_cues(expression.exp, expression.split)
+
+
+def _batches(items: Sequence, size: int) -> Iterator[Sequence]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def score_split(data_dir: str | Path, expressions: Sequence[Expression],
+                predict: Callable[[Expression], np.ndarray], aggregation: str = "dataset",
+                mask_resize: MaskResize = "reference", cue_source: CueSource = "auto",
+                batch_clips: int = 8, workers: int = 4, progress: bool = False,
+                split: str | None = None) -> SplitScore:
+    """Score one split's expressions, given a function returning each one's probabilities.
+
+    Args:
+        expressions: the split's rows, in metadata order (the order the reference batches in).
+        predict: uid -> ``[10, 256, 256]`` float32 probabilities.
+        aggregation: ``dataset`` (per frame over the split) or ``reference`` (batches of 4 clips).
+    """
+    import torch
+
+    from refavs.metrics import RefAVSMetrics
+
+    layout = DatasetLayout(Path(data_dir))
+    metrics = RefAVSMetrics(aggregation=aggregation)
+
+    def load(e: Expression) -> tuple[np.ndarray, np.ndarray]:
+        return predict(e), load_clip_masks(layout, e, MASK_SIZE, mask_resize)
+
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(expressions), desc=f"scoring {split or ''}".strip(), unit="expr", leave=False)
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for batch in _batches(list(expressions), batch_clips):
+            loaded = list(pool.map(load, batch))
+            preds = torch.from_numpy(np.stack([p for p, _ in loaded]))
+            masks = torch.from_numpy(np.stack([m for _, m in loaded]))
+            metrics.update(preds, masks, logits=False)
+            if bar is not None:
+                bar.update(len(batch))
+    if bar is not None:
+        bar.close()
+    groups: dict[str, list[int]] = {}
+    for index, e in enumerate(expressions):
+        for cue in expression_cues(e, cue_source):
+            groups.setdefault(cue, []).append(index)
+    return SplitScore(split=split or (expressions[0].split if expressions else ""),
+                      result=metrics.compute(), cues=metrics.compute_groups(groups))
+
+
+def score_predictions(data_dir: str | Path, splits: Iterable[str], pred_dir: str | Path,
+                      aggregation: str = "dataset", allow_missing: bool = False,
+                      mask_resize: MaskResize = "reference", cue_source: CueSource = "auto",
+                      workers: int = 4, progress: bool = False) -> ScoreReport:
+    """Score predictions stored as ``<pred_dir>/<uid>/<frame>.png`` on the given splits.
+
+    Raises:
+        MissingPredictionsError: an expression has no prediction and ``allow_missing`` is False
+            (checked for every split before anything is scored).
+        refavs.data.MediaError: a ground-truth mask or a prediction file is unreadable.
+    """
+    splits = list(dict.fromkeys(splits))
+    bad = [s for s in splits if s not in SPLITS]
+    if bad:
+        raise ValueError(f"unknown split(s) {', '.join(bad)}; choose from {', '.join(SPLITS)}")
+    if aggregation not in ("dataset", "reference"):
+        raise ValueError(f"aggregation must be 'dataset' or 'reference', got {aggregation!r}")
+    pred_dir = Path(pred_dir)
+    if not pred_dir.is_dir():
+        raise FileNotFoundError(f"{pred_dir}: prediction folder not found")
+    expressions = read_metadata(data_dir, splits)
+    by_split = {s: [e for e in expressions if e.split == s] for s in splits}
+    empty_split = [s for s, rows in by_split.items() if not rows]
+    if empty_split:
+        raise ValueError(f"{data_dir}: no expression of split(s) {', '.join(empty_split)}")
+    missing = missing_predictions(pred_dir, (e.uid for e in expressions))
+    if missing and not allow_missing:
+        raise MissingPredictionsError(pred_dir, missing)
+    missing_set = set(missing)
+    empty = np.zeros((NUM_FRAMES, MASK_SIZE, MASK_SIZE), dtype=np.float32)
+
+    def predict(e: Expression) -> np.ndarray:
+        return empty if e.uid in missing_set else load_prediction(pred_dir, e.uid)
+
+    report = ScoreReport(splits={}, aggregation=aggregation)
+    for split, rows in by_split.items():
+        score = score_split(data_dir, rows, predict, aggregation, mask_resize, cue_source,
+                            workers=workers, progress=progress, split=split)
+        score.n_missing = sum(1 for e in rows if e.uid in missing_set)
+        report.splits[split] = score
+    return report
