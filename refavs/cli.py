@@ -12,7 +12,9 @@ import sys
 from typing import Sequence
 
 COMMAND_MODULES: tuple[str, ...] = (
+    "refavs.demo",
     "refavs.data.cli",
+    "refavs.features.cli",
     "refavs.scoring.cli",
     "refavs.baselines",
 )

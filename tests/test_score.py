@@ -49,7 +49,14 @@ def test_baselines_and_reference_aggregation(toy_dataset, tmp_path):
     nothing = score_predictions(toy_dataset, ["test_s", "test_n"], tmp_path / "nothing")
     assert nothing.splits["test_n"].result.S == 0.0
     assert nothing.splits["test_n"].result.J == pytest.approx(1.0, abs=1e-6)
-    assert nothing.splits["test_s"].result.F == 0.0
+    # empty predictions: only the threshold 0 selects pixels (p >= 0 everywhere), so per frame
+    # precision = object share of the frame, recall = 1, F = 1.3 P / (0.3 P + 1)
+    layout = DatasetLayout(toy_dataset)
+    shares = np.concatenate([load_clip_masks(layout, e).mean(axis=(1, 2))
+                             for e in read_metadata(toy_dataset, ["test_s"])])
+    expected_f = float(np.mean(1.3 * shares / (0.3 * shares + 1)))
+    assert nothing.splits["test_s"].result.F == pytest.approx(expected_f, abs=1e-9)
+    assert nothing.splits["test_s"].result.J == 0.0
     every = score_predictions(toy_dataset, ["test_s"], tmp_path / "every").splits["test_s"].result
     # both objects predicted for each single-object expression: IoU = area(one) / area(both)
     area0, area1 = 32 * 16, 24 * 16

@@ -1,0 +1,81 @@
+"""Typed containers for what the data pipeline hands the model: one clip, and a batch of clips."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+
+@dataclass
+class ClipSample:
+    """One expression (clip) of T frames, as :class:`~refavs.data.dataset.RefAVSDataset` yields it.
+
+    Attributes:
+        pixel_values: ``[T, 3, H, W]`` float32 frames, normalised with the image mean/std.
+        audio: ``[T, A]`` float32 cached audio features (A = 128).
+        text: ``[L, Dt]`` float32 cached text token features (L = 25).
+        text_mask: ``[L]`` bool, True for real tokens.
+        masks: ``[T, S, S]`` float32 0/1 targets (S = 256), None without ground truth.
+        uid: the expression id.
+    """
+
+    pixel_values: torch.Tensor
+    audio: torch.Tensor
+    text: torch.Tensor
+    text_mask: torch.Tensor
+    masks: torch.Tensor | None
+    uid: str
+
+
+@dataclass
+class ClipBatch:
+    """A batch of B expressions (clips) of T frames.
+
+    Attributes:
+        pixel_values: ``[B, T, 3, H, W]`` float32, normalised as the Mask2Former image processor
+            (ImageNet mean/std); H = W = the configuration's image size.
+        audio: ``[B, T, A]`` float32 cached audio features (A = 128).
+        text: ``[B, L, Dt]`` float32 cached text features (L = 25; Dt = 768 distilroberta, 384 MiniLM).
+        text_mask: ``[B, L]`` bool, True for real tokens.
+        masks: ``[B, T, 256, 256]`` float32 0/1 targets, None at inference.
+        uids: the B expression ids, in batch order.
+    """
+
+    pixel_values: torch.Tensor
+    audio: torch.Tensor
+    text: torch.Tensor
+    text_mask: torch.Tensor
+    masks: torch.Tensor | None
+    uids: list[str]
+
+    def __len__(self) -> int:
+        return len(self.uids)
+
+    def to(self, device: str | torch.device, non_blocking: bool = False) -> "ClipBatch":
+        """The same batch with every tensor on ``device``."""
+        move = lambda t: None if t is None else t.to(device, non_blocking=non_blocking)  # noqa: E731
+        return ClipBatch(move(self.pixel_values), move(self.audio), move(self.text), move(self.text_mask),
+                         move(self.masks), list(self.uids))
+
+    def pin_memory(self) -> "ClipBatch":
+        """Pinned copies (DataLoader calls this with ``pin_memory=True``)."""
+        pin = lambda t: None if t is None else t.pin_memory()  # noqa: E731
+        return ClipBatch(pin(self.pixel_values), pin(self.audio), pin(self.text), pin(self.text_mask),
+                         pin(self.masks), list(self.uids))
+
+
+def collate_clips(samples: Sequence[ClipSample]) -> ClipBatch:
+    """Stack samples into a :class:`ClipBatch`; masks are kept only when every sample has them."""
+    if not samples:
+        raise ValueError("cannot collate an empty list of samples")
+    with_masks = all(s.masks is not None for s in samples)
+    return ClipBatch(
+        pixel_values=torch.stack([s.pixel_values for s in samples]),
+        audio=torch.stack([s.audio for s in samples]),
+        text=torch.stack([s.text for s in samples]),
+        text_mask=torch.stack([s.text_mask for s in samples]),
+        masks=torch.stack([s.masks for s in samples]) if with_masks else None,
+        uids=[s.uid for s in samples],
+    )
