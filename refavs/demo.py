@@ -70,8 +70,8 @@ def run_demo(out_dir: str | Path, preset: str = "small", seed: int = 0, workers:
         log(f"[1/4] generating Ref-AVS Synth ({preset}, seed {seed}) in {data_dir} ...")
         t = time.perf_counter()
         summary = generate(data_dir, seed=seed, preset=preset, workers=workers, force=True)
-        counts = ", ".join(f"{s} {n}" for s, n in summary["counts"].items())
-        log(f"      {counts} expressions in {time.perf_counter() - t:.1f} s")
+        counts = ", ".join(f"{s} {c['expressions']}" for s, c in summary.counts.items())
+        log(f"      expressions: {counts} ({time.perf_counter() - t:.1f} s)")
     log("[2/4] checking the dataset ...")
     check = check_dataset(data_dir, workers=workers)
     if not check.ok:
@@ -105,8 +105,8 @@ def register(subparsers) -> None:
                     "them with the official metrics and the per-cue breakdown; writes OUT/report.md and "
                     "OUT/report.json. Re-running reuses the generated data.")
     p.add_argument("--out", type=Path, default=Path("runs/demo"), help="output folder (default runs/demo)")
-    p.add_argument("--preset", default="small", choices=("small", "medium", "large"),
-                   help="Ref-AVS Synth size (default small)")
+    p.add_argument("--preset", default="small", choices=("tiny", "small", "medium", "large"),
+                   help="Ref-AVS Synth size (default small; tiny is a smoke test)")
     p.add_argument("--seed", type=int, default=0, help="generation seed (default 0)")
     p.add_argument("--workers", type=int, default=2, help="processes/threads for generation and I/O (default 2)")
     p.set_defaults(func=run)

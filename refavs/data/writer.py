@@ -24,12 +24,20 @@ AUDIO_SAMPLE_RATE = 16_000
 """Sample rate of the audio the writer stores (the features' rate)."""
 
 
+FILE_MODE = 0o644
+"""Permissions of the files the writers create (readable by everyone, as ordinary files)."""
+
+DIR_MODE = 0o755
+"""Permissions of folders made with ``tempfile.mkdtemp`` and renamed into place."""
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temporary file and an atomic rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, FILE_MODE)  # mkstemp makes files private (0600); datasets and runs are shared
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, path)

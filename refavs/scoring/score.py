@@ -17,6 +17,9 @@ from refavs.scoring.predictions import load_prediction, missing_predictions
 
 CueSource = Literal["auto", "column", "keywords"]
 
+NEEDS_AUDIO = "needs_audio"
+"""The group of expressions that cannot be resolved without hearing the clip (Ref-AVS Synth)."""
+
 SEEN_SPLIT, UNSEEN_SPLIT = "test_s", "test_u"
 """The two splits whose mean is the Mix figure."""
 
@@ -40,7 +43,8 @@ class SplitScore:
     Attributes:
         split: the split's name.
         result: J, F, S and counts over the whole split (a ``refavs.metrics.MetricResult``).
-        cues: the same per cue type (only the cue types that occur).
+        cues: the same per cue type (only the cue types that occur), and for the
+            ``needs_audio`` subset when the metadata marks it (Ref-AVS Synth).
         n_missing: expressions scored as empty masks because their prediction was missing.
     """
 
@@ -92,6 +96,18 @@ def expression_cues(expression: Expression, source: CueSource = "auto") -> tuple
     return classify_cues(expression.exp, expression.split)
 
 
+def cue_groups(expressions: Sequence[Expression], source: CueSource = "auto") -> dict[str, list[int]]:
+    """Positions of the expressions of each cue type, and of the ``needs_audio`` subset when the
+    metadata has that column (Ref-AVS Synth), for :meth:`RefAVSMetrics.compute_groups`."""
+    groups: dict[str, list[int]] = {}
+    for index, e in enumerate(expressions):
+        for cue in expression_cues(e, source):
+            groups.setdefault(cue, []).append(index)
+        if e.extra.get("needs_audio", "").strip() == "1":
+            groups.setdefault(NEEDS_AUDIO, []).append(index)
+    return groups
+
+
 def _batches(items: Sequence, size: int) -> Iterator[Sequence]:
     for start in range(0, len(items), size):
         yield items[start:start + size]
@@ -134,12 +150,8 @@ def score_split(data_dir: str | Path, expressions: Sequence[Expression],
                 bar.update(len(batch))
     if bar is not None:
         bar.close()
-    groups: dict[str, list[int]] = {}
-    for index, e in enumerate(expressions):
-        for cue in expression_cues(e, cue_source):
-            groups.setdefault(cue, []).append(index)
     return SplitScore(split=split or (expressions[0].split if expressions else ""),
-                      result=metrics.compute(), cues=metrics.compute_groups(groups))
+                      result=metrics.compute(), cues=metrics.compute_groups(cue_groups(expressions, cue_source)))
 
 
 def score_predictions(data_dir: str | Path, splits: Iterable[str], pred_dir: str | Path,

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from refavs.scoring.score import ScoreReport
+from refavs.scoring.cues import CUE_TYPES
+from refavs.scoring.score import NEEDS_AUDIO, ScoreReport
 
 
 def _f(value: float | None, digits: int = 4) -> str:
@@ -26,9 +27,9 @@ def format_report(report: ScoreReport, title: str | None = None) -> str:
     missing = sum(s.n_missing for s in report.splits.values())
     if missing:
         lines.append(f"{missing} expression(s) had no prediction and were scored as empty masks")
-    cue_names = []
-    for score in report.splits.values():
-        cue_names += [c for c in score.cues if c not in cue_names]
+    present = {c for score in report.splits.values() for c in score.cues}
+    cue_names = [c for c in (*CUE_TYPES, NEEDS_AUDIO) if c in present]
+    cue_names += sorted(present - set(cue_names))
     if cue_names:
         lines += ["", "J / F per cue type (n = expressions)"]
         width = 20

@@ -1,0 +1,477 @@
+"""Ref-AVS Synth: official layout, tags, splits, exact masks, aligned audio, determinism, oracles, CLI."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import hashlib
+import io
+import json
+import os
+import re
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from PIL import Image
+
+from refavs.data import MASK_SIZE, NUM_FRAMES, SPLITS, DatasetLayout, folder_from_uid, load_clip_masks, read_metadata
+from refavs.data.check import check_dataset
+from refavs.data.writer import write_metadata
+from refavs.scoring.predictions import write_prediction
+from refavs.scoring.score import expression_cues, score_predictions
+from refavs.synth import cli as synth_cli
+from refavs.synth.audio import second_span
+from refavs.synth.categories import CATEGORIES, COLOURS, check_table, seen_categories, unseen_categories
+from refavs.synth.expressions import CUE_TYPES, NOTHING, Meaning, resolve, silent_candidates
+from refavs.synth.generate import SCENES_FILE, SYNTH_FILE, generate, read_scenes
+from refavs.synth.presets import PRESETS, SynthPreset, check_size
+from refavs.synth.render import shape_mask
+from refavs.synth.scene import ObjectVisual, Scene
+
+TEST_PRESET = PRESETS["small"].with_counts(train=16, val=10, test_s=10, test_u=10, test_n=8)
+"""Big enough for the per-split shares and the oracles, small enough for seconds."""
+TEST_SIZE = 64
+NON_NULL = ("train", "val", "test_s", "test_u")
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("synth") / "data"
+    generate(root, seed=0, preset=TEST_PRESET, size=TEST_SIZE, workers=1)
+    return root
+
+
+@pytest.fixture(scope="module")
+def scenes(synth) -> dict[str, dict]:
+    return {rec["vid"]: rec for rec in read_scenes(synth)}
+
+
+def tree_hashes(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def run_cli(argv: list[str]) -> tuple[int, str, str]:
+    """``refavs synth ARGV`` through its own registration; (exit status, stdout, stderr)."""
+    parser = argparse.ArgumentParser(prog="refavs")
+    register_into = parser.add_subparsers(dest="command", required=True)
+    synth_cli.register(register_into)
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            args = parser.parse_args(["synth", *argv])
+            code = args.func(args)
+        except SystemExit as exit_:
+            code = exit_.code
+    return int(code or 0), out.getvalue(), err.getvalue()
+
+
+def reference_resize(mask: np.ndarray) -> np.ndarray:
+    """A native-size bool mask brought to 256x256 as the reference loader does (bilinear, > 0)."""
+    img = Image.fromarray(mask.astype(np.uint8) * 255).resize((MASK_SIZE, MASK_SIZE), Image.Resampling.BILINEAR)
+    return np.asarray(img) > 0
+
+
+def masks_from_scene(obj: dict, size: int) -> np.ndarray:
+    """An object's masks rebuilt from the visual part of the scene description only."""
+    v = obj["visual"]
+    out = np.zeros((NUM_FRAMES, size, size), dtype=bool)
+    for t, c in enumerate(v["centers"]):
+        if c is not None:
+            out[t] = shape_mask(v["shape"], c[0], c[1], v["radius"], size)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# layout
+
+
+def test_layout_is_official_and_check_is_clean(synth, scenes):
+    assert {p.name for p in synth.iterdir()} == {"metadata.csv", "media", "gt_mask", SCENES_FILE, SYNTH_FILE}
+    report = check_dataset(synth)
+    assert report.ok, [str(p) for p in report.problems[:5]]
+    rows = read_metadata(synth)
+    assert report.n_expressions == len(rows) > 0
+    assert {e.split for e in rows} == set(SPLITS)
+    layout = DatasetLayout(synth)
+    for rec in scenes.values():
+        assert sorted(p.name for p in (layout.media_dir(rec["folder"]) / "frames").iterdir()) == \
+            sorted(f"{t}.jpg" for t in range(NUM_FRAMES))
+        with Image.open(layout.frame(rec["folder"], 0)) as img:
+            assert img.size == (TEST_SIZE, TEST_SIZE) and img.mode == "RGB"
+        info = sf.info(str(layout.audio(rec["folder"])))
+        assert (info.samplerate, info.channels, info.frames) == (16_000, 1, 160_000)
+
+
+def test_uids_and_folders_follow_the_benchmark(synth, scenes):
+    layout = DatasetLayout(synth)
+    for e in read_metadata(synth):
+        rec = scenes[e.vid]
+        if e.split == "test_n":
+            assert re.fullmatch(rf"null_c-{re.escape(e.vid)}_null_\d+", e.uid), e.uid
+            assert e.folder == f"null_c-{e.vid}" == rec["folder"] and e.fid == 0
+            assert layout.media_dir(e.folder).is_dir() and not layout.media_dir(e.vid).exists()
+            assert not load_clip_masks(layout, e).any(), f"{e.uid}: a null expression's mask must be empty"
+        else:
+            category = rec["objects"][e.fid]["visual"]["category"]
+            assert re.fullmatch(rf"{re.escape(e.vid)}_{category}_\d+", e.uid), e.uid
+            assert folder_from_uid(e.uid) == e.vid == rec["folder"]
+            assert load_clip_masks(layout, e).any(), f"{e.uid}: the referred object is never visible"
+    assert len({e.uid for e in read_metadata(synth)}) == len(read_metadata(synth))
+
+
+def test_extra_columns_cue_and_needs_audio(synth, scenes):
+    with open(synth / "metadata.csv", newline="") as f:
+        header = next(csv.reader(f))
+    assert header == ["vid", "uid", "split", "fid", "exp", "cue", "needs_audio"]
+    written = {e["uid"]: e for rec in scenes.values() for e in rec["expressions"]}
+    for e in read_metadata(synth):
+        tags = e.extra["cue"].split(";")
+        assert tags and set(tags) <= set(CUE_TYPES) and tags == [c for c in CUE_TYPES if c in tags]
+        assert e.extra["needs_audio"] in ("0", "1")
+        assert ("null" in tags) == (e.split == "test_n")
+        assert expression_cues(e) == tuple(tags)          # the scorer groups by this column
+        if e.extra["needs_audio"] == "1" and e.split != "test_n":
+            assert "audio" in tags, f"{e.uid}: needs audio but has no audio cue"
+        assert written[e.uid]["exp"] == e.exp and written[e.uid]["fid"] == e.fid
+
+
+def test_needs_audio_and_temporal_shares_per_split(synth):
+    rows = read_metadata(synth)
+    for split in NON_NULL:
+        part = [e for e in rows if e.split == split]
+        audio = sum(e.extra["needs_audio"] == "1" for e in part) / len(part)
+        temporal = sum("temporal" in e.extra["cue"].split(";") for e in part) / len(part)
+        print(f"{split}: {len(part)} expressions, needs_audio {audio:.0%}, temporal {temporal:.0%}")
+        assert audio >= 0.30, f"{split}: only {audio:.0%} of expressions need audio"
+        assert temporal >= 0.10, f"{split}: only {temporal:.0%} of expressions use the order of events"
+    cues = {c for e in rows for c in e.extra["cue"].split(";")}
+    assert cues == set(CUE_TYPES)
+
+
+def test_test_u_categories_are_unseen_and_unnamed(synth, scenes):
+    by_split: dict[str, set[str]] = {}
+    for rec in scenes.values():
+        by_split.setdefault(rec["split"], set()).update(o["visual"]["category"] for o in rec["objects"])
+    seen_names = {c.name for c in seen_categories()}
+    assert by_split["test_u"] and by_split["test_u"] <= {c.name for c in unseen_categories()}
+    assert not by_split["test_u"] & (by_split["train"] | by_split["val"])
+    for split in ("train", "val", "test_s", "test_n"):
+        assert by_split[split] <= seen_names
+    names = {c.name for c in CATEGORIES}
+    for e in read_metadata(synth, ["test_u"]):
+        words = set(re.findall(r"[a-z]+", e.exp.lower()))
+        assert not words & names, f"{e.uid}: test_u expression names a category: {e.exp!r}"
+    # the check above can fail: seen splits do name categories
+    assert any(set(re.findall(r"[a-z]+", e.exp.lower())) & names for e in read_metadata(synth, ["train"]))
+    info = json.loads((synth / SYNTH_FILE).read_text())
+    table = {c["name"]: c for c in info["categories"]}
+    assert len(table) >= 12 and all(table[n]["splits"] == ["test_u"] for n in by_split["test_u"])
+    assert all("test_u" not in table[n]["splits"] for n in seen_names)
+
+
+def test_category_table_rules():
+    check_table()
+    assert len(seen_categories()) >= 12 and len(unseen_categories()) >= 1
+    looks = {(c.look.shape, c.look.colour, c.look.texture) for c in CATEGORIES}
+    sounds = {(c.sound.pitch_hz, c.sound.timbre, c.sound.rhythm) for c in CATEGORIES}
+    assert len(looks) == len(sounds) == len(CATEGORIES)
+    seen_pitches = sorted(c.sound.pitch_hz for c in seen_categories())
+    assert min(b / a for a, b in zip(seen_pitches, seen_pitches[1:])) > 2 ** (3 / 12)   # >= 3 semitones apart
+
+
+# --------------------------------------------------------------------------------------------
+# pixels and samples
+
+
+def test_masks_are_exactly_the_drawn_objects(synth, scenes):
+    layout = DatasetLayout(synth)
+    for rec in scenes.values():
+        size = rec["size"]
+        rebuilt = [masks_from_scene(o, size) for o in rec["objects"]]
+        assert not (np.sum(rebuilt, axis=0) > 1).any(), f"{rec['vid']}: objects overlap"
+        for obj, mine in zip(rec["objects"], rebuilt):
+            # objects' masks live under the vid (for test_n too, beside the null folder's empty fid_0)
+            stored = np.stack([np.asarray(Image.open(layout.mask(rec["vid"], obj["fid"], t))) > 0
+                               for t in range(NUM_FRAMES)])
+            assert np.array_equal(stored, mine), f"{rec['vid']} fid {obj['fid']}: mask differs from the scene"
+            assert [int(m.sum()) for m in stored] == obj["visual"]["area"]
+            v = obj["visual"]
+            if v["texture"] == "solid" and stored[0].any():
+                frame = np.asarray(Image.open(layout.frame(rec["folder"], 0)), dtype=np.float64)
+                inner = stored[0] & np.roll(stored[0], 1, 0) & np.roll(stored[0], -1, 0) \
+                    & np.roll(stored[0], 1, 1) & np.roll(stored[0], -1, 1)
+                mean = frame[inner].mean(axis=0)
+                assert np.abs(mean - COLOURS[v["colour"]]).max() < 25, f"{rec['vid']}: pixels under the mask"
+
+
+def test_audio_events_fill_whole_seconds_inside_their_window(synth, scenes):
+    layout = DatasetLayout(synth)
+    checked = 0
+    for rec in scenes.values():
+        wave, rate = sf.read(str(layout.audio(rec["folder"])), dtype="float64")
+        sounding = {s for o in rec["objects"] for s in o["audio"]["seconds"]}
+        noise = rec["noise_rms"]
+        for k in range(NUM_FRAMES):
+            start, end = second_span(k, rate)
+            body = np.sqrt(np.mean(wave[start:end] ** 2))
+            # the quietest object (-16 dB, short pulses) still doubles the RMS of the background noise
+            if k in sounding:
+                assert body > 1.5 * noise, f"{rec['vid']} second {k}: an object should sound"
+                checked += 1
+            else:
+                assert body < 1.15 * noise + 1e-4, f"{rec['vid']} second {k}: nothing should sound"
+            # outside the part of second k that log-mel window k covers, only the background noise
+            gap = wave[end:(k + 1) * rate]
+            if gap.size > rate // 10:
+                assert np.sqrt(np.mean(gap ** 2)) < 1.15 * noise + 1e-4, f"{rec['vid']}: sound leaks past {end}"
+    assert checked > 50
+
+
+# --------------------------------------------------------------------------------------------
+# meanings and oracles
+
+
+def test_stored_meanings_resolve_to_their_targets(scenes):
+    for rec in scenes.values():
+        scene = Scene.from_dict(rec)
+        visuals = [ObjectVisual.from_dict(o["visual"]) for o in rec["objects"]]
+        for e in rec["expressions"]:
+            meaning = Meaning.from_dict(e["meaning"])
+            result = resolve(meaning, scene)
+            assert result == (NOTHING if e["target"] is None else e["target"]), e["uid"]
+            candidates = silent_candidates(meaning, visuals)
+            assert list(candidates) == e["candidates_without_audio"]
+            expected = len(candidates) > (0 if e["target"] is None else 1)
+            assert e["needs_audio"] == int(expected), e["uid"]
+
+
+# The no-audio oracle: written here, independently of the generator, from the visual part of the
+# scene and the meaning. Audio clauses keep every object that could fit them given when it is on screen.
+MIN_RUN = 2
+
+
+def _frames(v: dict) -> tuple[int, int]:
+    on = [t for t, c in enumerate(v["centers"]) if c is not None]
+    return on[0], on[-1] + 1
+
+
+VISUAL_RULES = {
+    "none": lambda first, end: True,
+    "appears": lambda first, end: first >= MIN_RUN,
+    "leaves": lambda first, end: end <= NUM_FRAMES - MIN_RUN,
+    "keeps_sounding": lambda first, end: first == 0 and end == NUM_FRAMES,
+    "stops_sounding": lambda first, end: min(end, NUM_FRAMES - MIN_RUN) - first >= MIN_RUN,
+    "starts_sounding": lambda first, end: end - max(first, MIN_RUN) >= MIN_RUN,
+}
+"""What must be seen for a clause to be possible; clauses absent here are possible for any object."""
+
+
+def oracle_candidates(meaning: dict, visuals: list[dict]) -> list[int]:
+    head = meaning["head"]
+    scope = [i for i, v in enumerate(visuals) if all(x is None or v[k] == x for k, x in head.items())]
+    if meaning["anchor"] is None:
+        rule = VISUAL_RULES.get(meaning["clause"], lambda first, end: True)
+        return [i for i in scope if rule(*_frames(visuals[i]))]
+    order = ("left", "centre", "right")
+    found = set()
+    for a in oracle_candidates(meaning["anchor"], visuals):
+        ca = order.index(visuals[a]["column"])
+        side = [i for i in scope if i != a and ((order.index(visuals[i]["column"]) < ca)
+                                                if meaning["relation"] == "left_of"
+                                                else (order.index(visuals[i]["column"]) > ca))]
+        if len(side) == 1:
+            found.add(side[0])
+    return sorted(found)
+
+
+def frame_iou(pred: np.ndarray, truth: np.ndarray) -> float:
+    """The reference's per-frame J: background accuracy on an empty ground truth, else IoU."""
+    if not truth.any():
+        return float((~pred).mean())
+    return float((pred & truth).sum() / (pred | truth).sum())
+
+
+def test_oracles_through_the_real_scorer(synth, scenes, tmp_path):
+    rows = read_metadata(synth)
+    full, blind = tmp_path / "scene_oracle", tmp_path / "no_audio_oracle"
+    layout = DatasetLayout(synth)
+    empty = np.zeros((NUM_FRAMES, MASK_SIZE, MASK_SIZE), dtype=bool)
+    resized: dict[str, dict[int, np.ndarray]] = {}     # per clip, per fid: masks rebuilt from the scene, at 256
+    chance_means, chance_vars, mismatched = [], [], []
+    for e in rows:
+        rec = scenes[e.vid]
+        if e.vid not in resized:
+            resized[e.vid] = {o["fid"]: np.stack([reference_resize(m) for m in masks_from_scene(o, rec["size"])])
+                              for o in rec["objects"]}
+        masks = resized[e.vid]
+        info = next(x for x in rec["expressions"] if x["uid"] == e.uid)
+        # oracle 1: reads the generator's scene description (target + geometry)
+        write_prediction(full, e.uid, (empty if info["target"] is None else masks[info["target"]]).astype(np.float32))
+        # oracle 2: everything but the audio; uniform pick among the visually consistent objects
+        if e.split == "test_n":
+            write_prediction(blind, e.uid, empty.astype(np.float32))   # it knows test_n refers to nothing
+            continue
+        candidates = oracle_candidates(info["meaning"], [o["visual"] for o in rec["objects"]])
+        assert info["target"] in candidates
+        if (len(candidates) > 1) != (e.extra["needs_audio"] == "1"):
+            mismatched.append(e.uid)
+        pick = candidates[zlib.crc32(e.uid.encode()) % len(candidates)]
+        write_prediction(blind, e.uid, masks[pick].astype(np.float32))
+        if e.extra["needs_audio"] == "1":    # J of each possible pick: mean and variance of a uniform pick
+            gt = load_clip_masks(layout, e)
+            per_pick = [np.mean([frame_iou(masks[c][t], gt[t]) for t in range(NUM_FRAMES)]) for c in candidates]
+            chance_means.append(np.mean(per_pick))
+            chance_vars.append(np.var(per_pick))
+    assert not mismatched, f"needs_audio disagrees with the visual oracle for {mismatched[:5]}"
+
+    scene_oracle = score_predictions(synth, SPLITS, full)
+    for split in SPLITS:
+        print(f"scene oracle {split}: J = {scene_oracle.splits[split].result.J:.4f}")
+        assert scene_oracle.splits[split].result.J == pytest.approx(1.0, abs=1e-9)   # every frame at 1
+    assert scene_oracle.splits["test_n"].result.S == 0.0
+
+    # the no-audio oracle on the rows that need audio and, as a check, on those that do not
+    for flag in ("1", "0"):
+        view = tmp_path / f"needs_audio_{flag}"    # the same dataset, restricted to these rows
+        view.mkdir()
+        for name in ("media", "gt_mask"):
+            os.symlink(synth / name, view / name)
+        subset = [e for e in rows if e.split != "test_n" and e.extra["needs_audio"] == flag]
+        write_metadata(view / "metadata.csv", subset, ("cue", "needs_audio"))
+        splits = sorted({e.split for e in subset}, key=SPLITS.index)
+        report = score_predictions(view, splits, blind)
+        n = {s: sum(e.split == s for e in subset) for s in splits}
+        blind_j = sum(report.splits[s].result.J * n[s] for s in splits) / sum(n.values())
+        for s in splits:
+            print(f"needs_audio={flag} {s}: {n[s]} rows, no-audio oracle J = {report.splits[s].result.J:.3f}")
+        if flag == "0":
+            assert blind_j == pytest.approx(1.0, abs=1e-9), "rows not needing audio must be solvable by sight"
+        else:
+            rows_n = len(chance_means)
+            chance, spread = float(np.mean(chance_means)), float(np.sqrt(np.sum(chance_vars))) / rows_n
+            print(f"needs_audio rows: no-audio oracle J = {blind_j:.3f}, chance = {chance:.3f} +- {spread:.3f} "
+                  f"(scene oracle: 1)")
+            assert rows_n == sum(n.values()) >= 30
+            assert chance < 0.65 and blind_j < 0.75
+            assert abs(blind_j - chance) <= 3 * spread, "the no-audio oracle does better than chance"
+
+
+# --------------------------------------------------------------------------------------------
+# determinism, presets, CLI
+
+
+def test_same_seed_gives_identical_files_whatever_the_workers(tmp_path):
+    preset = PRESETS["tiny"]
+    generate(tmp_path / "a", seed=3, preset=preset, workers=1)
+    generate(tmp_path / "b", seed=3, preset=preset, workers=2)
+    generate(tmp_path / "c", seed=4, preset=preset, workers=1)
+    a, b, c = (tree_hashes(tmp_path / x) for x in "abc")
+    assert len(a) > 100 and a == b
+    assert a["metadata.csv"] != c["metadata.csv"] and a["synth.json"] != c["synth.json"]
+    info = json.loads((tmp_path / "a" / SYNTH_FILE).read_text())
+    assert info["seed"] == 3 and info["preset"]["name"] == "tiny" and info["version"]
+    assert {s: v["clips"] for s, v in info["counts"].items()} == dict(preset.clips)
+    assert sum(v["expressions"] for v in info["counts"].values()) == len(read_metadata(tmp_path / "a"))
+
+
+def test_preset_and_size_validation():
+    with pytest.raises(ValueError, match="unknown split"):
+        SynthPreset("x", {"training": 3})
+    with pytest.raises(ValueError, match="size must be"):
+        check_size(8)
+    with pytest.raises(ValueError, match="unknown preset"):
+        generate("/nonexistent/never", preset="huge")
+    with pytest.raises(ValueError, match="seed"):
+        generate("/nonexistent/never", preset="tiny", seed=-1)
+    assert set(PRESETS) >= {"small", "medium", "large"}
+    small = PRESETS["small"]
+    assert small.size == 96 and small.clips["train"] * small.expressions_per_clip <= 400
+    assert PRESETS["large"].clips["train"] > PRESETS["medium"].clips["train"] > small.clips["train"]
+
+
+def test_stats_command(synth):
+    code, out, err = run_cli(["--stats", str(synth)])
+    assert code == 0, err
+    for word in ("needs_audio", "objects/clip", "target area", *SPLITS, *CUE_TYPES):
+        assert word in out
+    code, out, err = run_cli(["--stats", str(synth), "--json"])
+    assert code == 0, err
+    stats = json.loads(out)
+    rows = read_metadata(synth)
+    for split in SPLITS:
+        s = stats["splits"][split]
+        part = [e for e in rows if e.split == split]
+        assert s["expressions"] == len(part)
+        assert s["needs_audio"] == sum(e.extra["needs_audio"] == "1" for e in part)
+        assert sum(s["objects_per_clip"].values()) == s["clips"] == TEST_PRESET.clips[split]
+        assert sum(s["categories"].values()) == len(part)
+    assert stats["splits"]["test_n"]["categories"] == {"null": TEST_PRESET.clips["test_n"] * 2}
+    assert 0 < stats["splits"]["train"]["mask_area"]["p50"] < 20
+
+
+def test_cli_generates_and_refuses_to_overwrite(tmp_path):
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep me")
+    code, _, err = run_cli(["--out", str(foreign), "--preset", "tiny"])
+    assert code == 2 and "--force" in err and "not empty" in err
+    assert sorted(p.name for p in foreign.iterdir()) == ["notes.txt"]
+
+    out = tmp_path / "ds"
+    code, stdout, err = run_cli(["--out", str(out), "--preset", "tiny", "--seed", "1", "--workers", "1"])
+    assert code == 0, err
+    assert "wrote" in stdout and check_dataset(out).ok
+    code, _, err = run_cli(["--out", str(out), "--preset", "tiny"])
+    assert code == 2 and "already holds a Ref-AVS Synth dataset" in err
+    code, stdout, err = run_cli(["--out", str(out), "--preset", "tiny", "--seed", "2", "--size", "48",
+                                 "--force", "--json", "--workers", "1"])
+    assert code == 0, err
+    assert json.loads(stdout)["seed"] == 2 and json.loads((out / SYNTH_FILE).read_text())["size"] == 48
+    with Image.open(out / "media" / "syn-tr00000_0_10000" / "frames" / "0.jpg") as img:
+        assert img.size == (48, 48)
+    assert check_dataset(out).ok
+
+    code, _, err = run_cli(["--out", str(foreign), "--preset", "tiny", "--force", "--workers", "1"])
+    assert code == 0 and (foreign / "notes.txt").read_text() == "keep me" and (foreign / SYNTH_FILE).is_file()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--out", "{tmp}/x", "--size", "8"], "--size"),
+    (["--out", "{tmp}/x", "--size", "5000"], "--size"),
+    (["--out", "{tmp}/x", "--size", "big"], "invalid int value"),
+    (["--out", "{tmp}/x", "--seed", "-3"], "--seed"),
+    (["--out", "{tmp}/x", "--workers", "0"], "--workers"),
+    (["--out", "{tmp}/x", "--preset", "huge"], "invalid choice"),
+    (["--stats", "{tmp}"], "synth.json"),
+    (["--stats", "{tmp}/missing"], "not a folder"),
+    (["--figure", "{tmp}", "{tmp}/f.jpg"], ".png"),
+    (["--out", "{tmp}/x", "--stats", "{tmp}"], "not allowed with"),
+    ([], "one of the arguments"),
+])
+def test_cli_bad_arguments(tmp_path, argv, message):
+    code, out, err = run_cli([a.format(tmp=tmp_path) for a in argv])
+    assert code == 2 and message in err, err
+    assert not (tmp_path / "x").exists()
+
+
+def test_figure_command(synth, tmp_path):
+    out = tmp_path / "fig.png"
+    code, stdout, err = run_cli(["--figure", str(synth), str(out)])
+    assert code == 0, err
+    with Image.open(out) as img:
+        assert img.format == "PNG" and img.width > 10 * TEST_SIZE and img.height > 300
+    code, _, err = run_cli(["--figure", str(synth), str(out), "--clips", "no-such-clip"])
+    assert code == 2 and "no-such-clip" in err
+
+
+def test_registered_in_the_refavs_command(synth):
+    from refavs.cli import main
+
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        assert main(["synth", "--stats", str(synth), "--json"]) == 0
+    assert json.loads(out.getvalue())["splits"]["train"]["clips"] == TEST_PRESET.clips["train"]
