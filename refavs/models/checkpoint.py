@@ -1,0 +1,136 @@
+"""Saving and loading EEMC models: ``config.json`` + ``model.safetensors`` in one folder.
+
+- Writes are atomic: both files go to a temporary folder beside the target, which is then
+  renamed into place (an existing target is moved aside first and removed after), so an
+  interrupted save never leaves a half-written checkpoint.
+- Loading maps every tensor to the CPU (safetensors, no pickle), then moves the model to the
+  requested device.
+- Keys are checked strictly: missing, unexpected and wrongly shaped tensors are listed.
+- A checkpoint of another configuration is refused with the settings that differ. Fields that
+  only choose initial weights, trainable groups or how visual tokens are obtained may differ
+  (:func:`refavs.models.config.is_identity_field`); the requested values are used.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Mapping
+
+import torch
+
+from refavs.models.config import EEMCConfig, flatten, is_identity_field
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+FORMAT = "refavs-eemc"
+FORMAT_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that does not fit the model it is loaded into."""
+
+
+def config_differences(saved: EEMCConfig, wanted: EEMCConfig, identity_only: bool = True) -> list[str]:
+    """``field: checkpoint=..., requested=...`` for every setting that differs (``name`` ignored;
+    with ``identity_only``, only fields that define the trained model, see
+    :func:`~refavs.models.config.is_identity_field`)."""
+    a, b = flatten(saved), flatten(wanted)
+    out = []
+    for key in sorted(set(a) | set(b)):
+        if key == "name" or (identity_only and not is_identity_field(key)):
+            continue
+        if a.get(key) != b.get(key):
+            out.append(f"{key}: checkpoint={a.get(key)!r}, requested={b.get(key)!r}")
+    return out
+
+
+def save_pretrained(model, directory: str | Path) -> Path:
+    """Write ``model`` (an :class:`~refavs.models.eemc.EEMC`) into ``directory`` atomically."""
+    from safetensors.torch import save
+
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    meta = {"format": FORMAT, "format_version": str(FORMAT_VERSION)}
+    config = {"format": FORMAT, "format_version": FORMAT_VERSION, "config": model.config.to_dict()}
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", suffix=".tmp", dir=directory.parent))
+    try:
+        (tmp / WEIGHTS_FILE).write_bytes(save(state, metadata=meta))
+        (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+        _replace_dir(tmp, directory)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return directory
+
+
+def _replace_dir(src: Path, dst: Path) -> None:
+    if not dst.exists():
+        os.replace(src, dst)
+        return
+    if not dst.is_dir():
+        raise FileExistsError(f"{dst} exists and is not a folder")
+    old = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=".old", dir=dst.parent))
+    os.replace(dst, old / dst.name)
+    os.replace(src, dst)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def load_config(directory: str | Path) -> EEMCConfig:
+    """The :class:`EEMCConfig` a checkpoint folder was saved with."""
+    path = Path(directory) / CONFIG_FILE
+    if not path.is_file():
+        raise CheckpointError(f"{directory} is not an EEMC checkpoint (no {CONFIG_FILE})")
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if data.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not an EEMC checkpoint config (format {data.get('format')!r})")
+    if data.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"{path} has format version {data.get('format_version')}; this refavs reads "
+                              f"version {FORMAT_VERSION}")
+    return EEMCConfig.from_dict(data["config"])
+
+
+def load_state_dict_strict(model: torch.nn.Module, state: Mapping[str, torch.Tensor],
+                           source: str = "checkpoint") -> None:
+    """Load ``state`` into ``model``, refusing any missing, unexpected or wrongly shaped tensor."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    shapes = sorted(f"{k}: {source} {tuple(state[k].shape)}, model {tuple(expected[k].shape)}"
+                    for k in set(state) & set(expected) if state[k].shape != expected[k].shape)
+    if missing or unexpected or shapes:
+        parts = []
+        for label, items in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", shapes)):
+            if items:
+                parts.append(f"{len(items)} {label}: " + ", ".join(items))
+        raise CheckpointError(f"{source} does not fit the model; " + "; ".join(parts))
+    model.load_state_dict(state, strict=True)
+
+
+def load_pretrained(directory: str | Path, config: EEMCConfig | None = None, device: str | torch.device = "cpu"):
+    """An :class:`~refavs.models.eemc.EEMC` with the weights saved in ``directory``.
+
+    Args:
+        directory: a folder written by :func:`save_pretrained`.
+        config: the configuration the caller expects; a checkpoint whose settings differ (other
+            than non-identity fields, which are taken from ``config``) is refused. None: the saved one.
+        device: where the model ends up (tensors are read on the CPU first).
+    """
+    from safetensors.torch import load_file
+
+    from refavs.models.eemc import EEMC
+
+    saved = load_config(directory)
+    if config is not None:
+        differences = config_differences(saved, config)
+        if differences:
+            raise CheckpointError(f"{directory} holds a checkpoint of config {saved.name!r}, not of the requested "
+                                  f"{config.name!r}; settings that differ: " + "; ".join(differences))
+    model = EEMC(config or saved, load_pretrained=False)
+    state = load_file(str(Path(directory) / WEIGHTS_FILE), device="cpu")
+    load_state_dict_strict(model, state, source=str(directory))
+    return model.to(device)

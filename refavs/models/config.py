@@ -1,0 +1,531 @@
+"""Typed settings of the EEMC model, its named configurations and ``key=value`` overrides.
+
+Every size the model uses is a field here or is derived from one (see the properties of
+:class:`EEMCConfig`): the fusion width ``d`` is the backbone's last-stage width, the positions
+per frame ``P`` follow the image size and the backbone's total stride, the prompt width is the
+Mask2Former decoder's hidden size, ``L`` and the feature widths follow the cached features.
+
+Named configurations (:func:`get_model_config`):
+
+- ``paper``: Mask2Former Swin-B ADE (``facebook/mask2former-swin-base-ade-semantic``, downloaded
+  by transformers), distilroberta text (768-d), VGGish audio (128-d), 384 px frames. The paper
+  recipe trains the projections, the fusion blocks, the adapters and the query attention.
+- ``paper-reference``: ``paper`` with every reference switch of section 6 on (what
+  ``refavs import-reference`` builds for a checkpoint of the published code).
+- ``tiny``: a tiny randomly initialised Swin (no download), MiniLM text (384-d), log-mel audio
+  (128-d), 128 px frames; the whole segmenter trains too, since nothing is pretrained.
+- ``tiny-reference``: ``tiny`` with the reference switches on (tests, timing).
+
+Each configuration names its feature preset (:mod:`refavs.features.config`) so training can
+check that the cached features fit the model (:func:`feature_mismatches`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Literal, Mapping
+
+from refavs.data.layout import MASK_SIZE, NUM_FRAMES
+
+PAPER_CHECKPOINT = "facebook/mask2former-swin-base-ade-semantic"
+"""The pretrained Mask2Former of the paper (Swin-B backbone, ADE20k semantic, 150 classes)."""
+
+GROUPS: tuple[str, ...] = (
+    "projections", "fusion", "adapters", "query_attention",
+    "backbone", "pixel_decoder", "transformer_decoder", "class_head",
+)
+"""Named module groups; every parameter of the model belongs to exactly one.
+
+- ``projections``: the audio and text projections and the prompt projection (MLPs).
+- ``fusion``: the two temporal bi-modal attention blocks and the integration attention.
+- ``adapters``: the adapters in the pixel decoder's deformable-attention encoder layers.
+- ``query_attention``: the gated cross-attention that prompts the decoder's queries.
+- ``backbone``, ``pixel_decoder``, ``transformer_decoder``, ``class_head``: Mask2Former's parts.
+"""
+
+SEGMENTER_GROUPS: tuple[str, ...] = ("backbone", "pixel_decoder", "transformer_decoder", "class_head")
+"""The groups :attr:`TrainableConfig.train_segmenter` adds."""
+
+AdapterMode = Literal["residual", "replace"]
+VisualLayout = Literal["frames", "reference_view"]
+CachedMemoryAxis = Literal["frames", "tokens"]
+VisualTokenSource = Literal["shared_pass", "separate_pass", "separate_pixel_pass"]
+
+
+@dataclass(frozen=True)
+class SegmenterConfig:
+    """Mask2Former with a Swin backbone: the architecture, and where its weights come from.
+
+    Attributes:
+        checkpoint: a Hugging Face model name or a local folder holding a
+            ``Mask2FormerForUniversalSegmentation`` whose architecture matches the fields below
+            (checked when loading); None builds it from these fields with random weights.
+        image_size: side of the square input frames (pixels).
+        patch_size: side of the Swin patch embedding (pixels per token of the first stage).
+        embed_dim: channels of the first Swin stage; each later stage doubles them.
+        depths: Swin blocks per stage.
+        num_heads: Swin attention heads per stage.
+        window_size: Swin attention window (tokens per side).
+        drop_path_rate: Swin stochastic depth (training mode only).
+        hidden_dim: width of the decoder queries (and of the multimodal prompt).
+        feature_size: width of the pixel decoder (and of its adapters' input/output).
+        mask_feature_size: width of the per-pixel mask embeddings.
+        num_queries: learned queries of the transformer decoder.
+        encoder_layers: deformable-attention layers of the pixel decoder (one adapter each).
+        decoder_layers: Mask2Former decoder depth (the decoder runs ``decoder_layers - 1`` layers).
+        encoder_feedforward_dim: feed-forward width of the pixel decoder layers.
+        dim_feedforward: feed-forward width of the transformer decoder layers.
+        num_attention_heads: heads of the pixel decoder and transformer decoder attentions.
+        num_labels: classes of the class head (150 for ADE20k); the head has one more, "no object".
+        object_class: the class whose probability against "no object" weights each query's mask.
+    """
+
+    checkpoint: str | None = field(default=None, metadata={"identity": False})
+    image_size: int = 384
+    patch_size: int = 4
+    embed_dim: int = 128
+    depths: tuple[int, ...] = (2, 2, 18, 2)
+    num_heads: tuple[int, ...] = (4, 8, 16, 32)
+    window_size: int = 12
+    drop_path_rate: float = 0.3
+    hidden_dim: int = 256
+    feature_size: int = 256
+    mask_feature_size: int = 256
+    num_queries: int = 100
+    encoder_layers: int = 6
+    decoder_layers: int = 10
+    encoder_feedforward_dim: int = 1024
+    dim_feedforward: int = 2048
+    num_attention_heads: int = 8
+    num_labels: int = 150
+    object_class: int = 0
+
+    @property
+    def visual_dim(self) -> int:
+        """Channels of the last Swin stage: ``d`` of the fusion (1024 for Swin-B)."""
+        return self.embed_dim * 2 ** (len(self.depths) - 1)
+
+    @property
+    def total_stride(self) -> int:
+        """Pixels per position of the last stage (32 for Swin)."""
+        return self.patch_size * 2 ** (len(self.depths) - 1)
+
+    @property
+    def visual_grid(self) -> int:
+        """Positions per side of the last-stage map (12 for 384 px)."""
+        return self.image_size // self.total_stride
+
+    @property
+    def visual_positions(self) -> int:
+        """``P``: visual tokens per frame (144 for 384 px)."""
+        return self.visual_grid ** 2
+
+
+@dataclass(frozen=True)
+class FusionConfig:
+    """The multimodal fusion of section 4, steps 1 to 6.
+
+    Attributes:
+        audio_dim: width of the cached audio features (128 for VGGish and the log-mel summary).
+        text_dim: width of the cached text features (768 distilroberta, 384 MiniLM).
+        text_tokens: ``L``, text tokens per expression.
+        num_frames: ``T``, frames per clip.
+        mlp_hidden: hidden width of the audio/text projections and of the prompt projection.
+        num_heads: heads of the bi-modal and integration attentions.
+        dropout: attention dropout of those blocks.
+        cache_beta: ``beta`` of the cached memory, ``(1 + beta) * x_t - mean(x_1..x_t)``.
+        cached_memory: apply the cached memory (False: the "without cached memory" ablation).
+        modality_tags: insert the two tag tokens (False: the "without modality encoding" ablation).
+        tag_values: fill values of the tag token after the audio cues and after the visual cues.
+    """
+
+    audio_dim: int = 128
+    text_dim: int = 768
+    text_tokens: int = 25
+    num_frames: int = NUM_FRAMES
+    mlp_hidden: int = 2048
+    num_heads: int = 8
+    dropout: float = 0.0
+    cache_beta: float = 1.0
+    cached_memory: bool = True
+    modality_tags: bool = True
+    tag_values: tuple[float, float] = (0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class PromptConfig:
+    """The gated query cross-attention of step 7.
+
+    Attributes:
+        num_heads: heads of the cross-attention (width: the decoder's hidden size).
+        gate_init: initial value of the two scalar gates (passed through a sigmoid).
+    """
+
+    num_heads: int = 4
+    gate_init: float = field(default=1.0, metadata={"identity": False})
+
+
+@dataclass(frozen=True)
+class AdapterConfig:
+    """The adapters of step 8, one per deformable-attention layer of the pixel decoder.
+
+    Attributes:
+        enabled: insert the adapters.
+        reduction: bottleneck = pixel decoder width // reduction (256 // 4 = 64).
+        mode: ``residual`` (output = attention + adapter(attention), the default) or ``replace``
+            (output = adapter(attention), as the reference).
+        zero_init: initialise the adapter's last layer to zero, so a residual adapter starts as
+            the identity and the pretrained pixel decoder is untouched at step 0.
+    """
+
+    enabled: bool = True
+    reduction: int = 4
+    mode: AdapterMode = "residual"
+    zero_init: bool = field(default=True, metadata={"identity": False})
+
+
+@dataclass(frozen=True)
+class CompatConfig:
+    """Switches reproducing the reference implementation (section 6); all off by default.
+
+    Attributes:
+        visual_layout: ``frames`` (tokens ``[T * P, d]`` in frame-major, position-minor order) or
+            ``reference_view`` (the reference's layout-ignoring ``view`` of the ``[T, d, h, w]``
+            map, which mixes channels, positions and frames).
+        integration_across_clips: run the integration attention on batch-first tensors without
+            ``batch_first`` as the reference, so it attends across the clips of a batch.
+        text_padding_mask: use the text mask as key padding mask in every attention (False: the
+            reference, which let padding tokens take part).
+        visual_cached_memory: ``frames`` (the intended reading: per position across the T
+            frames) or ``tokens`` (the reference: a running mean along the T*P token sequence).
+        visual_tokens_from: ``shared_pass`` takes the visual tokens from the backbone pass that
+            feeds the pixel decoder. ``separate_pass`` obtains them as the reference does: a
+            whole extra, unprompted Mask2Former call (pixel-level module, transformer decoder,
+            class head) whose backbone map alone is kept. ``separate_pixel_pass`` runs only the
+            pixel-level module a second time. Same outputs in every mode (in eval mode); the
+            separate passes cost time and are there for benchmarks.
+    """
+
+    visual_layout: VisualLayout = "frames"
+    integration_across_clips: bool = False
+    text_padding_mask: bool = True
+    visual_cached_memory: CachedMemoryAxis = "frames"
+    visual_tokens_from: VisualTokenSource = field(default="shared_pass", metadata={"identity": False})
+
+
+@dataclass(frozen=True)
+class TrainableConfig:
+    """Which named module groups (:data:`GROUPS`) train.
+
+    Attributes:
+        groups: the groups that train (default: the paper recipe).
+        train_segmenter: also train the backbone, pixel decoder, transformer decoder and class
+            head (needed when the segmenter is randomly initialised, as in ``tiny``).
+        reference_freeze: keep the fusion blocks frozen, as the reference did.
+    """
+
+    groups: tuple[str, ...] = ("projections", "fusion", "adapters", "query_attention")
+    train_segmenter: bool = False
+    reference_freeze: bool = False
+
+    def resolved(self) -> tuple[str, ...]:
+        """The trainable groups after both switches, in :data:`GROUPS` order."""
+        chosen = set(self.groups) | (set(SEGMENTER_GROUPS) if self.train_segmenter else set())
+        if self.reference_freeze:
+            chosen.discard("fusion")
+        return tuple(g for g in GROUPS if g in chosen)
+
+
+@dataclass(frozen=True)
+class EEMCConfig:
+    """Everything that defines an EEMC model.
+
+    Attributes:
+        name: the named configuration this came from (informational).
+        feature_preset: the :mod:`refavs.features.config` preset whose features this model eats.
+        mask_size: side of the output mask logits and of the targets.
+        segmenter: the Mask2Former.
+        fusion: the multimodal fusion.
+        prompt: the gated query cross-attention.
+        adapter: the pixel decoder adapters.
+        compat: reference-reproducing switches.
+        trainable: which module groups train (does not change what the model computes).
+    """
+
+    name: str = "custom"
+    feature_preset: str = "paper"
+    mask_size: int = MASK_SIZE
+    segmenter: SegmenterConfig = field(default_factory=SegmenterConfig)
+    fusion: FusionConfig = field(default_factory=FusionConfig)
+    prompt: PromptConfig = field(default_factory=PromptConfig)
+    adapter: AdapterConfig = field(default_factory=AdapterConfig)
+    compat: CompatConfig = field(default_factory=CompatConfig)
+    trainable: TrainableConfig = field(default_factory=TrainableConfig, metadata={"identity": False})
+
+    def __post_init__(self) -> None:
+        problems = _validate(self)
+        if problems:
+            raise ValueError(f"invalid EEMC config {self.name!r}: " + "; ".join(problems))
+
+    @property
+    def visual_dim(self) -> int:
+        """``d``: the fusion width (the backbone's last-stage width)."""
+        return self.segmenter.visual_dim
+
+    @property
+    def prompt_dim(self) -> int:
+        """Width of the multimodal prompt (the decoder's hidden size)."""
+        return self.segmenter.hidden_dim
+
+    @property
+    def prompt_tokens(self) -> int:
+        """Tokens of one frame's prompt: T audio + tag + P visual + tag + L text (181 for the paper)."""
+        tags = 2 if self.fusion.modality_tags else 0
+        return self.fusion.num_frames + self.segmenter.visual_positions + self.fusion.text_tokens + tags
+
+    def replace(self, **changes: Any) -> "EEMCConfig":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        """A JSON-ready dict (tuples become lists)."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "EEMCConfig":
+        """The config a :meth:`to_dict` dict describes; unknown keys are an error."""
+        return _build(cls, data, "")
+
+
+def _validate(c: EEMCConfig) -> list[str]:
+    s, f, problems = c.segmenter, c.fusion, []
+    if not (len(s.depths) == len(s.num_heads) and len(s.depths) >= 1):
+        problems.append(f"segmenter.depths {s.depths} and segmenter.num_heads {s.num_heads} need the same length")
+    if s.image_size % s.total_stride:
+        problems.append(f"segmenter.image_size={s.image_size} is not a multiple of the backbone stride "
+                        f"{s.total_stride}")
+    if not 0 <= s.object_class < s.num_labels:
+        problems.append(f"segmenter.object_class={s.object_class} is not a class of num_labels={s.num_labels}")
+    if c.visual_dim % f.num_heads:
+        problems.append(f"fusion.num_heads={f.num_heads} does not divide the visual width {c.visual_dim}")
+    if c.prompt_dim % c.prompt.num_heads:
+        problems.append(f"prompt.num_heads={c.prompt.num_heads} does not divide segmenter.hidden_dim={c.prompt_dim}")
+    if c.adapter.enabled and s.feature_size % c.adapter.reduction:
+        problems.append(f"adapter.reduction={c.adapter.reduction} does not divide segmenter.feature_size")
+    if c.adapter.mode not in typing.get_args(AdapterMode):
+        problems.append(f"adapter.mode must be one of {typing.get_args(AdapterMode)}, got {c.adapter.mode!r}")
+    for name, value, allowed in (("visual_layout", c.compat.visual_layout, VisualLayout),
+                                 ("visual_cached_memory", c.compat.visual_cached_memory, CachedMemoryAxis),
+                                 ("visual_tokens_from", c.compat.visual_tokens_from, VisualTokenSource)):
+        if value not in typing.get_args(allowed):
+            problems.append(f"compat.{name} must be one of {typing.get_args(allowed)}, got {value!r}")
+    unknown = [g for g in c.trainable.groups if g not in GROUPS]
+    if unknown:
+        problems.append(f"trainable.groups has unknown groups {unknown}; known: {', '.join(GROUPS)}")
+    for name in ("audio_dim", "text_dim", "text_tokens", "num_frames", "mlp_hidden"):
+        if getattr(f, name) < 1:
+            problems.append(f"fusion.{name} must be positive")
+    return problems
+
+
+# ----------------------------------------------------------------------------------- presets
+
+def _paper() -> EEMCConfig:
+    return EEMCConfig(
+        name="paper", feature_preset="paper",
+        segmenter=SegmenterConfig(checkpoint=PAPER_CHECKPOINT),
+        fusion=FusionConfig(audio_dim=128, text_dim=768),
+    )
+
+
+def _tiny() -> EEMCConfig:
+    return EEMCConfig(
+        name="tiny", feature_preset="tiny",
+        segmenter=SegmenterConfig(
+            checkpoint=None, image_size=128, embed_dim=16, depths=(1, 1, 1, 1), num_heads=(1, 2, 4, 8),
+            window_size=4, drop_path_rate=0.0, hidden_dim=32, feature_size=32, mask_feature_size=32,
+            num_queries=8, encoder_layers=2, decoder_layers=3, encoder_feedforward_dim=64,
+            dim_feedforward=64, num_attention_heads=4, num_labels=1),
+        fusion=FusionConfig(audio_dim=128, text_dim=384, mlp_hidden=256),
+        trainable=TrainableConfig(train_segmenter=True),
+    )
+
+
+def with_reference_switches(config: EEMCConfig, name: str | None = None) -> EEMCConfig:
+    """``config`` with every reference behaviour of section 6 on (what imported checkpoints need)."""
+    return config.replace(
+        name=name or f"{config.name}-reference",
+        adapter=dataclasses.replace(config.adapter, mode="replace", zero_init=False),
+        compat=dataclasses.replace(config.compat, visual_layout="reference_view", integration_across_clips=True,
+                                   text_padding_mask=False, visual_cached_memory="tokens"),
+        trainable=dataclasses.replace(config.trainable, reference_freeze=True),
+    )
+
+
+MODEL_CONFIGS = {
+    "paper": _paper,
+    "paper-reference": lambda: with_reference_switches(_paper()),
+    "tiny": _tiny,
+    "tiny-reference": lambda: with_reference_switches(_tiny()),
+}
+"""Named configurations; each entry builds a fresh :class:`EEMCConfig`."""
+
+
+def get_model_config(name: str, overrides: Iterable[str] = ()) -> EEMCConfig:
+    """The named configuration with ``key=value`` overrides applied (see :func:`apply_overrides`)."""
+    try:
+        config = MODEL_CONFIGS[name]()
+    except KeyError:
+        raise ValueError(f"unknown model config {name!r}; choose from {', '.join(MODEL_CONFIGS)}") from None
+    return apply_overrides(config, overrides)
+
+
+def feature_mismatches(config: EEMCConfig, features) -> list[str]:
+    """Where a :class:`refavs.features.config.FeatureConfig` does not fit the model (empty: fits).
+
+    The text width is not part of a feature config (it is the text model's); the model checks
+    it on the tensors it receives.
+    """
+    out = []
+    if features.name != config.feature_preset:
+        out.append(f"feature preset {features.name!r} but the model expects {config.feature_preset!r}")
+    if features.audio.dim != config.fusion.audio_dim:
+        out.append(f"audio features are {features.audio.dim}-d but fusion.audio_dim={config.fusion.audio_dim}")
+    if features.audio.num_windows != config.fusion.num_frames:
+        out.append(f"{features.audio.num_windows} audio windows but fusion.num_frames={config.fusion.num_frames}")
+    if features.text.max_tokens != config.fusion.text_tokens:
+        out.append(f"{features.text.max_tokens} text tokens but fusion.text_tokens={config.fusion.text_tokens}")
+    if features.image.size != config.segmenter.image_size:
+        out.append(f"{features.image.size} px frames but segmenter.image_size={config.segmenter.image_size}")
+    return out
+
+
+# --------------------------------------------------------------------- dict and override parsing
+
+def is_identity_field(path: str) -> bool:
+    """Whether the dotted field ``path`` is part of what a trained model is.
+
+    Not identity fields (marked ``metadata={"identity": False}``) only choose the initial
+    weights (``segmenter.checkpoint``, ``adapter.zero_init``, ``prompt.gate_init``), which
+    parameters train (``trainable``) or how, not what, the model computes
+    (``compat.visual_tokens_from``); a checkpoint may be loaded with other values of them.
+    """
+    cls: Any = EEMCConfig
+    for part in path.split("."):
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        if part not in fields:
+            return True
+        if fields[part].metadata.get("identity") is False:
+            return False
+        cls = typing.get_type_hints(cls)[part]
+        if not dataclasses.is_dataclass(cls):
+            return True
+    return True
+
+
+def flatten(config: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"segmenter.embed_dim": 128, ...}``: every leaf field under its dotted path."""
+    out = {}
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        path = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(value):
+            out.update(flatten(value, path + "."))
+        else:
+            out[path] = value
+    return out
+
+
+def apply_overrides(config: EEMCConfig, overrides: Iterable[str]) -> EEMCConfig:
+    """``config`` with ``section.field=value`` overrides applied, e.g. ``fusion.num_heads=4``,
+    ``compat.text_padding_mask=false``, ``segmenter.depths=1,1,1,1``, ``segmenter.checkpoint=none``.
+
+    Values are parsed by the field's type (int, float, bool, str, None, tuples as
+    comma-separated lists, literals checked against their choices).
+    """
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep:
+            raise ValueError(f"override {item!r} is not key=value")
+        config = _set(config, key.strip().split("."), text.strip(), key.strip())
+    return config
+
+
+def _set(obj: Any, parts: list[str], text: str, key: str) -> Any:
+    hints = typing.get_type_hints(type(obj))
+    name = parts[0]
+    if name not in hints:
+        known = ", ".join(f.name for f in dataclasses.fields(obj))
+        raise ValueError(f"unknown config field {key!r} ({name!r} is not one of: {known})")
+    if len(parts) == 1:
+        if dataclasses.is_dataclass(hints[name]):
+            raise ValueError(f"{key!r} is a section; set one of its fields, e.g. {key}.<field>=value")
+        return dataclasses.replace(obj, **{name: _parse(hints[name], text, key)})
+    child = getattr(obj, name)
+    if not dataclasses.is_dataclass(child):
+        raise ValueError(f"unknown config field {key!r} ({name!r} has no fields)")
+    return dataclasses.replace(obj, **{name: _set(child, parts[1:], text, key)})
+
+
+def _parse(tp: Any, text: str, key: str) -> Any:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if text.lower() in ("none", "null") and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _parse(arg, text, key)
+            except ValueError as e:
+                errors.append(str(e))
+        raise ValueError("; ".join(errors))
+    if origin is Literal:
+        if text not in args:
+            raise ValueError(f"{key} must be one of {', '.join(map(str, args))}, got {text!r}")
+        return text
+    if origin is tuple:
+        items = [t.strip() for t in text.strip("()[] ").split(",") if t.strip()]
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_parse(args[0], t, key) for t in items)
+        if len(items) != len(args):
+            raise ValueError(f"{key} takes {len(args)} comma-separated values, got {text!r}")
+        return tuple(_parse(a, t, key) for a, t in zip(args, items, strict=True))
+    if tp is bool:
+        lowered = text.lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"{key} takes true/false, got {text!r}")
+    if tp in (int, float):
+        try:
+            return tp(text)
+        except ValueError:
+            raise ValueError(f"{key} takes {tp.__name__}, got {text!r}") from None
+    if tp is str:
+        return text
+    raise ValueError(f"{key}: cannot parse a value of type {tp}")
+
+
+def _build(cls: Any, data: Mapping[str, Any], prefix: str) -> Any:
+    if not isinstance(data, Mapping):
+        raise ValueError(f"config section {prefix or cls.__name__!r} must be a mapping")
+    hints = typing.get_type_hints(cls)
+    unknown = sorted(set(data) - set(hints))
+    if unknown:
+        raise ValueError(f"unknown config fields {', '.join(prefix + u for u in unknown)}")
+    kwargs = {}
+    for name, value in data.items():
+        tp = hints[name]
+        if dataclasses.is_dataclass(tp):
+            kwargs[name] = _build(tp, value, f"{prefix}{name}.")
+        elif isinstance(value, list):
+            kwargs[name] = tuple(value)
+        else:
+            kwargs[name] = value
+    return cls(**kwargs)

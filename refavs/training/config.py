@@ -1,0 +1,121 @@
+"""Training recipes: every setting of a run in one typed config, with named presets.
+
+- ``paper``: the reference recipe: AdamW, lr 1e-4, 50 epochs, 2 clips per step, evaluation
+  batches of 4 clips, the checkpoint with the best val J kept.
+- ``tiny``: sized for the ``tiny`` model on a 2-core CPU and Ref-AVS Synth ``small``.
+
+Override any field with ``key=value`` (``epochs=3``, ``mixed_precision=bf16``), parsed by its type.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Iterable, Literal
+
+MixedPrecision = Literal["no", "bf16", "fp16"]
+Scheduler = Literal["constant", "cosine"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How a model is trained.
+
+    Attributes:
+        name: the recipe this came from (informational).
+        epochs: passes over the training split.
+        lr: AdamW learning rate (peak, after warm-up).
+        weight_decay: AdamW weight decay.
+        betas: AdamW betas.
+        batch_size: clips per optimiser step per process (10 frames each); the global batch is
+            ``batch_size * processes * grad_accum_steps``.
+        eval_batch_size: clips per evaluation batch (4 in the reference, which matters for
+            ``--aggregation reference``; the order is always the metadata order).
+        grad_accum_steps: micro-batches whose gradients add up before each optimiser step.
+        mixed_precision: ``no``, ``bf16`` or ``fp16`` (autocast; fp16 with loss scaling). GPU only
+            for fp16; bf16 also runs on CPU.
+        max_grad_norm: clip the gradient norm to this (None: no clipping).
+        scheduler: ``constant`` or ``cosine`` (decay to 0 over the run), after ``warmup_steps``.
+        warmup_steps: optimiser steps of linear warm-up from 0.
+        seed: seeds model initialisation, data order and everything random in the loop.
+        num_workers: DataLoader worker processes per training process.
+        val_split: the split evaluated after each epoch; the best checkpoint maximises its J.
+        val_every_epochs: evaluate every this many epochs (the last epoch always).
+        checkpoint_every_steps: also write ``RUN/last`` every this many optimiser steps (0: only
+            at the end of each epoch). Resuming restarts from the last written checkpoint.
+        keep_checkpoints: step checkpoints kept besides ``best`` (older ones are deleted).
+        log_every_steps: write a line to ``log.jsonl`` every this many optimiser steps.
+        max_steps: stop after this many optimiser steps in all (None: run every epoch).
+    """
+
+    name: str = "custom"
+    epochs: int = 50
+    lr: float = 1e-4
+    weight_decay: float = 0.01
+    betas: tuple[float, float] = (0.9, 0.999)
+    batch_size: int = 2
+    eval_batch_size: int = 4
+    grad_accum_steps: int = 1
+    mixed_precision: MixedPrecision = "no"
+    max_grad_norm: float | None = None
+    scheduler: Scheduler = "constant"
+    warmup_steps: int = 0
+    seed: int = 0
+    num_workers: int = 0
+    val_split: str = "val"
+    val_every_epochs: int = 1
+    checkpoint_every_steps: int = 0
+    keep_checkpoints: int = 2
+    log_every_steps: int = 10
+    max_steps: int | None = None
+
+    def __post_init__(self) -> None:
+        positive = ("epochs", "batch_size", "eval_batch_size", "grad_accum_steps", "val_every_epochs",
+                    "keep_checkpoints", "log_every_steps")
+        bad = [f"{name}={getattr(self, name)}" for name in positive if getattr(self, name) < 1]
+        if self.lr <= 0:
+            bad.append(f"lr={self.lr}")
+        if self.max_steps is not None and self.max_steps < 1:
+            bad.append(f"max_steps={self.max_steps}")
+        if self.warmup_steps < 0 or self.checkpoint_every_steps < 0 or self.num_workers < 0:
+            bad.append("warmup_steps, checkpoint_every_steps and num_workers must be >= 0")
+        if bad:
+            raise ValueError(f"invalid training config {self.name!r}: " + ", ".join(bad))
+
+    def replace(self, **changes) -> "TrainConfig":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown training config fields: {', '.join(unknown)}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+
+def _paper() -> TrainConfig:
+    return TrainConfig(name="paper", epochs=50, lr=1e-4, batch_size=2, eval_batch_size=4)
+
+
+def _tiny() -> TrainConfig:
+    return TrainConfig(name="tiny", epochs=12, lr=5e-4, batch_size=4, eval_batch_size=8,
+                       scheduler="cosine", warmup_steps=20, max_grad_norm=1.0, log_every_steps=5)
+
+
+TRAIN_RECIPES = {"paper": _paper, "tiny": _tiny}
+"""Named recipes; the model config of the same name uses the recipe of the same name by default."""
+
+
+def get_train_config(name: str, overrides: Iterable[str] = ()) -> TrainConfig:
+    """The named recipe with ``key=value`` overrides applied."""
+    from refavs.models.config import apply_overrides
+
+    try:
+        config = TRAIN_RECIPES[name]()
+    except KeyError:
+        raise ValueError(f"unknown training recipe {name!r}; choose from {', '.join(TRAIN_RECIPES)}") from None
+    return apply_overrides(config, overrides)

@@ -1,0 +1,111 @@
+"""Evaluating a model on splits of a dataset: J, F, S per split and per cue type, Mix, ablations.
+
+Clips are taken in metadata order (the order the reference batches in), ``batch_size`` at a
+time, with features from the cache. The numbers are the same objects ``refavs score`` prints
+(:class:`~refavs.scoring.score.ScoreReport`).
+
+With ``save_pred`` the probabilities are written in the scorer's layout (8-bit PNGs) and the
+metrics are computed on exactly those 8-bit values, so ``refavs score`` on the saved folder
+gives the same numbers; without it they are computed on the float probabilities.
+
+``ablate`` removes one input to measure how much the model relies on it: ``audio`` and
+``text`` zero their features (the text mask is kept), ``visual`` replaces every frame by the
+mean image (zeros after normalisation).
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Literal, Sequence
+
+import torch
+from torch.utils.data import DataLoader
+
+from refavs.data.batch import ClipBatch
+from refavs.scoring.score import ScoreReport, SplitScore, cue_groups
+
+Ablation = Literal["audio", "text", "visual"]
+ABLATIONS: tuple[str, ...] = ("audio", "text", "visual")
+
+
+def ablate_batch(batch: ClipBatch, ablate: str | None) -> ClipBatch:
+    """``batch`` with one modality's input zeroed (see the module docstring)."""
+    if ablate is None:
+        return batch
+    if ablate not in ABLATIONS:
+        raise ValueError(f"ablate must be one of {', '.join(ABLATIONS)}, got {ablate!r}")
+    fields = {"pixel_values": batch.pixel_values, "audio": batch.audio, "text": batch.text}
+    key = {"visual": "pixel_values"}.get(ablate, ablate)
+    fields[key] = torch.zeros_like(fields[key])
+    return ClipBatch(fields["pixel_values"], fields["audio"], fields["text"], batch.text_mask, batch.masks,
+                     list(batch.uids))
+
+
+def autocast(device: torch.device, mixed_precision: str):
+    """The autocast context of a ``mixed_precision`` setting (``no``: none)."""
+    if mixed_precision == "no":
+        return nullcontext()
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[mixed_precision]
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+@torch.no_grad()
+def evaluate(model, data_dir: str | Path, splits: Sequence[str], features, image, *, batch_size: int = 4,
+             device: str | torch.device = "cpu", aggregation: str = "dataset", ablate: str | None = None,
+             save_pred: str | Path | None = None, cue_source: str = "auto", mixed_precision: str = "no",
+             num_workers: int = 0, progress: bool = False) -> ScoreReport:
+    """Score ``model`` on ``splits`` of the dataset at ``data_dir``.
+
+    Args:
+        model: an :class:`~refavs.models.eemc.EEMC` (or anything mapping a ClipBatch to an
+            output with ``mask_logits [B, T, 256, 256]``).
+        features: the feature source (a :class:`~refavs.features.cache.FeatureStore`).
+        image: the frames' :class:`~refavs.features.config.ImageConfig`.
+        aggregation: ``dataset`` or ``reference`` (batches of 4 clips in metadata order).
+        ablate: ``audio``, ``text`` or ``visual`` to zero that input.
+        save_pred: folder to write ``<uid>/<frame>.png`` probabilities into.
+    """
+    from refavs.data.dataset import RefAVSDataset, collate
+    from refavs.metrics import RefAVSMetrics
+    from refavs.scoring.predictions import write_prediction
+
+    device = torch.device(device)
+    was_training = model.training
+    model.eval()
+    report = ScoreReport(splits={}, aggregation=aggregation)
+    try:
+        for split in splits:
+            dataset = RefAVSDataset(data_dir, split, features, image=image)
+            if len(dataset) == 0:
+                raise ValueError(f"{data_dir}: no expression of split {split}")
+            loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate,
+                                num_workers=num_workers)
+            metrics = RefAVSMetrics(aggregation)
+            bar = None
+            if progress:
+                from tqdm import tqdm
+
+                bar = tqdm(total=len(dataset), desc=f"eval {split}", unit="clip", leave=False)
+            for batch in loader:
+                batch = ablate_batch(batch, ablate).to(device)
+                inputs = ClipBatch(batch.pixel_values, batch.audio, batch.text, batch.text_mask, None, batch.uids)
+                with autocast(device, mixed_precision):
+                    logits = model(inputs).mask_logits.float()
+                if save_pred is None:
+                    metrics.update(logits, batch.masks, logits=True)
+                else:
+                    probs = (logits.sigmoid() * 255).round() / 255
+                    for uid, p in zip(batch.uids, probs.cpu().numpy()):
+                        write_prediction(save_pred, uid, p)
+                    metrics.update(probs, batch.masks, logits=False)
+                if bar is not None:
+                    bar.update(len(batch))
+            if bar is not None:
+                bar.close()
+            groups = cue_groups(dataset.expressions, cue_source)
+            report.splits[split] = SplitScore(split=split, result=metrics.compute(),
+                                              cues=metrics.compute_groups(groups))
+    finally:
+        model.train(was_training)
+    return report

@@ -1,0 +1,198 @@
+"""save_pretrained / from_pretrained, config refusal, strict keys, and the reference importer
+(on a state dict written with the reference implementation's names for a tiny configuration)."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from refavs.cli import main as refavs_main
+from refavs.models.checkpoint import CONFIG_FILE, WEIGHTS_FILE, CheckpointError, load_config
+from refavs.models.config import get_model_config
+from refavs.models.eemc import EEMC
+from refavs.models.reference_import import import_reference
+
+from test_models import FAST, build, logits, make_batch
+
+
+def test_save_then_load_gives_identical_outputs(tmp_path):
+    model = build()
+    batch = make_batch(model.config)
+    path = model.save_pretrained(tmp_path / "ckpt")
+    assert sorted(p.name for p in path.iterdir()) == [CONFIG_FILE, WEIGHTS_FILE]
+    loaded = EEMC.from_pretrained(path)
+    assert loaded.config == model.config
+    assert torch.equal(logits(loaded, batch), logits(model, batch))
+    assert all(t.device.type == "cpu" for t in load_file(path / WEIGHTS_FILE).values())
+
+
+def test_overwriting_a_checkpoint_is_atomic_and_leaves_no_temporary_files(tmp_path):
+    first, second = build(seed=0), build(seed=1)
+    first.save_pretrained(tmp_path / "ckpt")
+    second.save_pretrained(tmp_path / "ckpt")
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt"]
+    key = "fusion.audio_proj.0.weight"
+    assert torch.equal(load_file(tmp_path / "ckpt" / WEIGHTS_FILE)[key], second.state_dict()[key])
+
+
+def test_checkpoint_of_another_config_is_refused_with_the_differences(tmp_path):
+    build().save_pretrained(tmp_path / "ckpt")
+    wanted = get_model_config("tiny", [*FAST, "segmenter.num_queries=4", "compat.text_padding_mask=false"])
+    with pytest.raises(CheckpointError) as err:
+        EEMC.from_pretrained(tmp_path / "ckpt", config=wanted)
+    message = str(err.value)
+    assert "segmenter.num_queries: checkpoint=8, requested=4" in message
+    assert "compat.text_padding_mask: checkpoint=True, requested=False" in message
+    assert "fusion" not in message.replace("compat.", "")  # only the differing settings are listed
+    # fields that do not change what the model computes may differ
+    runtime = get_model_config("tiny", [*FAST, "compat.visual_tokens_from=separate_pass",
+                                        "trainable.train_segmenter=false"])
+    loaded = EEMC.from_pretrained(tmp_path / "ckpt", config=runtime)
+    assert loaded.config.compat.visual_tokens_from == "separate_pass"
+    assert not any(p.requires_grad for p in loaded.segmenter.parameters())
+
+
+def test_missing_and_unexpected_keys_are_listed(tmp_path):
+    path = build().save_pretrained(tmp_path / "ckpt")
+    state = load_file(path / WEIGHTS_FILE)
+    del state["query_prompt.attn_gate"]
+    state["fusion.extra.weight"] = torch.zeros(1)
+    state["fusion.audio_proj.0.bias"] = torch.zeros(3)
+    save_file(state, path / WEIGHTS_FILE)
+    with pytest.raises(CheckpointError) as err:
+        EEMC.from_pretrained(path)
+    message = str(err.value)
+    assert "1 missing keys: query_prompt.attn_gate" in message
+    assert "1 unexpected keys: fusion.extra.weight" in message
+    assert "fusion.audio_proj.0.bias" in message and "(3,)" in message
+
+
+def test_not_a_checkpoint_or_another_format_version(tmp_path):
+    with pytest.raises(CheckpointError, match="no config.json"):
+        EEMC.from_pretrained(tmp_path)
+    path = build().save_pretrained(tmp_path / "ckpt")
+    data = json.loads((path / CONFIG_FILE).read_text())
+    (path / CONFIG_FILE).write_text(json.dumps({**data, "format_version": 99}))
+    with pytest.raises(CheckpointError, match="format version 99"):
+        load_config(path)
+
+
+# ------------------------------------------------------------------ reference checkpoints
+
+SWIN_4X = [  # transformers 5.x name -> the 4.x name the reference saved (inside the Swin backbone)
+    (r"\.encoder\.swin\.embeddings\.", ".encoder.embeddings."),
+    (r"\.encoder\.swin\.encoder\.", ".encoder.encoder."),
+    (r"\.attention\.q_proj\.", ".attention.self.query."),
+    (r"\.attention\.k_proj\.", ".attention.self.key."),
+    (r"\.attention\.v_proj\.", ".attention.self.value."),
+    (r"\.attention\.relative_position_bias\.relative_position_bias_table$",
+     ".attention.self.relative_position_bias_table"),
+    (r"\.attention\.o_proj\.", ".attention.output.dense."),
+    (r"\.mlp\.fc1\.", ".intermediate.dense."),
+    (r"\.mlp\.fc2\.", ".output.dense."),
+]
+
+
+def reference_state_dict(model: EEMC) -> dict[str, torch.Tensor]:
+    """``model``'s weights under the names ``REFAVS_Model_Base.state_dict()`` uses (transformers 4.x)."""
+    sd, out = model.state_dict(), {}
+    for key, tensor in sd.items():
+        if key.startswith("segmenter."):
+            inner = key[len("segmenter."):]
+            if ".swin.layernorm." in inner:  # 4.x SwinBackbone had no final layer norm
+                continue
+            if inner.startswith("model.pixel_level_module.encoder."):
+                for pattern, old in SWIN_4X:
+                    inner = re.sub(pattern, old, inner)
+            out["model_v." + inner] = tensor.clone()
+    window = model.config.segmenter.window_size
+    for key in list(out):  # 4.x kept the (persistent) relative position index buffers
+        if key.endswith("attention.self.relative_position_bias_table"):
+            out[key.replace("_bias_table", "_index")] = torch.zeros(window ** 2, window ** 2, dtype=torch.long)
+    for ours, ref in (("fusion.audio_proj.", "audio_proj."), ("fusion.text_proj.", "text_proj."),
+                      ("fusion.prompt_proj.", "prompt_proj."), ("fusion.audio_text.attn.", "mha_A_T."),
+                      ("fusion.visual_text.attn.", "mha_V_T."), ("fusion.integration.attn.", "mha_mm.")):
+        for key, tensor in sd.items():
+            if key.startswith(ours):
+                out[ref + key[len(ours):]] = tensor.clone()
+    for i in range(model.config.segmenter.encoder_layers):
+        for ours, ref in (("down", "0"), ("up", "2")):
+            for kind in ("weight", "bias"):
+                out[f"model_v.model.pixel_level_module.decoder.encoder.layers.{i}.self_attn.avs_adapt.{ref}.{kind}"] = \
+                    sd[f"adapters.{i}.{ours}.{kind}"].clone()
+    attn = "model_v.model.transformer_module.ref_avs_attn."
+    for kind in ("weight", "bias"):
+        q, k, v = sd[f"query_prompt.attn.in_proj_{kind}"].chunk(3)
+        out[f"{attn}query_embedding.{kind}"], out[f"{attn}key_embedding.{kind}"] = q.clone(), k.clone()
+        out[f"{attn}value_embedding.{kind}"] = v.clone()
+        out[f"{attn}out_projection.{kind}"] = sd[f"query_prompt.attn.out_proj.{kind}"].clone()
+    out[f"{attn}beta_source_attn"] = sd["query_prompt.attn_gate"].clone()
+    out[f"{attn}beta_source_pool"] = sd["query_prompt.pool_gate"].clone()
+    return out
+
+
+@pytest.fixture()
+def reference_checkpoint(tmp_path):
+    source = build("tiny-reference")
+    with torch.no_grad():  # distinct values everywhere, so a wrong mapping cannot go unnoticed
+        for p in source.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    path = tmp_path / "ckpt_best_miou.pth"
+    torch.save(reference_state_dict(source), path)
+    return source, path
+
+
+def test_importer_maps_every_reference_name(reference_checkpoint, tmp_path):
+    source, path = reference_checkpoint
+    state = torch.load(path, weights_only=True)
+    assert "model_v.model.pixel_level_module.encoder.encoder.layers.0.blocks.0.attention.self.query.weight" in state
+    model = import_reference(path, tmp_path / "out", base="tiny", overrides=FAST)
+    c = model.config
+    assert c.name == "tiny-reference" and c.compat.visual_layout == "reference_view"
+    assert c.compat.integration_across_clips and not c.compat.text_padding_mask and c.adapter.mode == "replace"
+    assert c.compat.visual_cached_memory == "tokens" and c.trainable.reference_freeze
+    for key, tensor in source.state_dict().items():
+        if ".swin.layernorm." not in key:
+            assert torch.equal(model.state_dict()[key], tensor), key
+    size = c.prompt_dim
+    assert torch.equal(model.query_prompt.attn.in_proj_weight[size:2 * size],
+                       state["model_v.model.transformer_module.ref_avs_attn.key_embedding.weight"])
+    batch = make_batch(c)
+    assert torch.equal(logits(model, batch), logits(source, batch))
+    assert torch.equal(logits(EEMC.from_pretrained(tmp_path / "out"), batch), logits(source, batch))
+
+
+def test_importer_refuses_unknown_and_missing_names(reference_checkpoint):
+    _, path = reference_checkpoint
+    state = torch.load(path, weights_only=True)
+    extra = {**state, "mha_extra.in_proj_weight": torch.zeros(1)}
+    with pytest.raises(CheckpointError, match="1 reference keys map to nothing: mha_extra.in_proj_weight"):
+        import_reference(extra, base="tiny", overrides=FAST)
+    missing = {k: v for k, v in state.items() if k != "audio_proj.0.weight"}
+    with pytest.raises(CheckpointError, match="1 missing keys: fusion.audio_proj.0.weight"):
+        import_reference(missing, base="tiny", overrides=FAST)
+
+
+def test_import_reference_command(reference_checkpoint, tmp_path, capsys):
+    source, path = reference_checkpoint
+    out = tmp_path / "converted"
+    argv = ["import-reference", str(path), "--out", str(out), "--config", "tiny", "--set", "fusion.num_frames=2"]
+    assert refavs_main(argv) == 0
+    assert "tiny-reference" in capsys.readouterr().out
+    assert torch.equal(logits(EEMC.from_pretrained(out), make_batch(source.config)),
+                       logits(source, make_batch(source.config)))
+    assert refavs_main(["import-reference", str(tmp_path / "none.pth"), "--out", str(out)]) == 2
+    assert refavs_main(["import-reference", str(path), "--out", str(out), "--config", "tiny",
+                        "--set", "segmenter.num_queries=4"]) == 1
+    assert "shape mismatches" in capsys.readouterr().err
+
+
+def test_model_info_command(capsys):
+    assert refavs_main(["model-info", "tiny", "--set", "trainable.reference_freeze=true"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["parameters"]["adapters"] == 1104
+    assert "fusion" not in info["trainable_groups"]

@@ -1,0 +1,144 @@
+"""Training and evaluation: a short run, exact resume after SIGKILL, DDP equals one process."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conftest import build_toy_dataset
+from refavs.cli import main
+from refavs.training.sampling import rank_batches
+
+REPO = Path(__file__).resolve().parents[1]
+FAST = ["batch_size=2", "log_every_steps=1", "warmup_steps=0"]
+
+
+@pytest.fixture(scope="module")
+def toy_with_features(tmp_path_factory):
+    """The toy dataset with the tiny model's features extracted once for every test here."""
+    from refavs.features.cache import extract_features
+    from refavs.features.config import get_feature_config
+
+    root = tmp_path_factory.mktemp("training") / "toy"
+    build_toy_dataset(root)
+    extract_features(root, get_feature_config("tiny"), progress=False)
+    return root
+
+
+def refavs_cmd(*args: str, nproc: int = 1) -> list[str]:
+    if nproc == 1:
+        return [sys.executable, "-m", "refavs", *args]
+    return [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc),
+            "--master-port", str(29500 + os.getpid() % 1000), "-m", "refavs", *args]
+
+
+def weights(run: Path) -> dict[str, torch.Tensor]:
+    return load_file(str((run / "last").resolve() / "model.safetensors"))
+
+
+def test_rank_batches_split_one_order():
+    one = rank_batches(7, seed=3, epoch=1, batch_size=2)
+    r0 = rank_batches(7, seed=3, epoch=1, batch_size=1, rank=0, world_size=2)
+    r1 = rank_batches(7, seed=3, epoch=1, batch_size=1, rank=1, world_size=2)
+    assert [a + b for a, b in zip(r0, r1)] == one          # step k sees the same clips
+    assert rank_batches(7, 3, 2, 2) != one                 # another epoch, another order
+
+
+def test_train_eval_score_and_ablation(toy_with_features, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--data-dir", str(toy_with_features), "--out", str(run), "max_steps=2", *FAST]) == 0
+    assert (run / "best" / "model.safetensors").is_file() and (run / "last").is_symlink()
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert any("loss" in r for r in log) and any("val_J" in r for r in log)
+    # a second start into the same folder is refused; resuming a finished run does nothing more
+    assert main(["train", "--data-dir", str(toy_with_features), "--out", str(run), "max_steps=2", *FAST]) == 1
+    assert "--resume" in capsys.readouterr().err
+
+    splits = ["test_s", "test_u", "test_n"]
+    base = ["eval", "--checkpoint", str(run / "best"), "--data-dir", str(toy_with_features), "--split", *splits,
+            "--json"]
+    assert main([*base, "--save-pred", str(tmp_path / "pred")]) == 0
+    evaluated = json.loads(capsys.readouterr().out)
+    assert main(["score", "--data-dir", str(toy_with_features), "--split", *splits, "--pred-dir",
+                 str(tmp_path / "pred"), "--json"]) == 0
+    scored = json.loads(capsys.readouterr().out)
+    for split in splits:
+        for key in ("J", "F", "S"):
+            assert evaluated["splits"][split][key] == pytest.approx(scored["splits"][split][key], abs=1e-12)
+
+    from refavs.data.dataset import RefAVSDataset, collate
+    from refavs.features.cache import FeatureStore
+    from refavs.features.config import get_feature_config
+    from refavs.models.eemc import EEMC
+    from refavs.training.evaluate import ablate_batch
+
+    config = get_feature_config("tiny")
+    batch = collate([RefAVSDataset(toy_with_features, "test_s", FeatureStore.open(toy_with_features, config),
+                                   image=config.image)[0]])
+    model = EEMC.from_pretrained(run / "best").eval()
+    with torch.no_grad():
+        full = model(batch).mask_logits
+        for modality in ("audio", "text", "visual"):
+            assert not torch.allclose(model(ablate_batch(batch, modality)).mask_logits, full), modality
+
+
+def test_resume_after_sigkill_matches_an_uninterrupted_run(toy_with_features, tmp_path):
+    common = ["train", "--data-dir", str(toy_with_features), "--no-progress", "max_steps=5",
+              "checkpoint_every_steps=1", "val_every_epochs=100", *FAST]
+    straight = tmp_path / "straight"
+    subprocess.run(refavs_cmd(*common, "--out", str(straight)), check=True, capture_output=True, cwd=REPO)
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(refavs_cmd(*common, "--out", str(killed)), cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        last = killed / "last"
+        if last.exists() and int(last.resolve().name.split("-")[1]) >= 2:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = int((killed / "last").resolve().name.split("-")[1])
+    assert 2 <= done < 5
+    resumed = subprocess.run(refavs_cmd(*common, "--out", str(killed), "--resume"), capture_output=True,
+                             text=True, cwd=REPO)
+    assert resumed.returncode == 0, resumed.stderr
+    a, b = weights(straight), weights(killed)
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+
+
+def test_two_processes_of_batch_one_equal_one_of_batch_two(toy_with_features, tmp_path):
+    """gloo DDP: gradients averaged over 2 ranks of 1 clip equal those of 1 rank with 2 clips."""
+    common = ["train", "--data-dir", str(toy_with_features), "--no-progress", "--device", "cpu", "max_steps=3",
+              "val_every_epochs=100", "log_every_steps=1", "warmup_steps=0"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    one = subprocess.run(refavs_cmd(*common, "--out", str(tmp_path / "one"), "batch_size=2"),
+                         capture_output=True, text=True, cwd=REPO, env=env)
+    assert one.returncode == 0, one.stderr
+    two = subprocess.run(refavs_cmd(*common, "--out", str(tmp_path / "two"), "batch_size=1", nproc=2),
+                         capture_output=True, text=True, cwd=REPO, env=env)
+    assert two.returncode == 0, two.stderr[-3000:]
+    a, b = weights(tmp_path / "one"), weights(tmp_path / "two")
+    from refavs.models.config import get_model_config
+    from refavs.models.eemc import EEMC
+
+    torch.manual_seed(0)  # the recipe's seed: the weights both runs started from
+    start = EEMC(get_model_config("tiny")).state_dict()
+    moved = max(float((a[k] - start[k]).abs().max()) for k in a if a[k].is_floating_point())
+    # tolerance: float32 sums in another order (all-reduce vs one batched mean), amplified by Adam
+    worst = max(float((a[k] - b[k]).abs().max()) for k in a if a[k].is_floating_point())
+    assert worst < 1e-4, worst
+    assert moved > 1e-3   # training did change the weights, so the comparison means something
