@@ -3,14 +3,16 @@
 Steps, each printed as it runs (everything lands in ``--out``):
 
 1. generate Ref-AVS Synth (``--preset small``) in the official layout, or reuse it when
-   ``OUT/data`` already holds the same generation (same seed, preset and version);
+   ``OUT/data`` already holds the same generation;
 2. validate it with the dataset checker (any problem stops the demo);
-3. write the predictions of two simple baselines: ``every-object`` (segment every object of
-   the clip, i.e. look without listening or reading) and ``nothing``;
-4. score both on test_s, test_u and test_n with the official metrics, print the tables with
-   the per-cue breakdown, and write ``OUT/report.md`` and ``OUT/report.json``.
+3. extract the ``tiny`` features of every split into the cache (reused when present);
+4. train the ``tiny`` EEMC config into ``OUT/run`` (an interrupted demo resumes it);
+5. evaluate the best checkpoint on val, test_s, test_u and test_n, with the audio and with the
+   audio features zeroed, and score the ``every-object`` baseline (look, don't listen) beside it;
+6. write ``OUT/report.md``, ``OUT/report.json`` and ``OUT/predictions.png`` (frames with true
+   and predicted masks for expressions of each cue type).
 
-Training the EEMC model joins this job when training lands (issue 5).
+``key=value`` items override the training recipe or the model config, as for ``refavs train``.
 """
 
 from __future__ import annotations
@@ -21,107 +23,235 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
-DEMO_BASELINES: tuple[str, ...] = ("every-object", "nothing")
-DEMO_SPLITS: tuple[str, ...] = ("test_s", "test_u", "test_n")
+EVAL_SPLITS: tuple[str, ...] = ("val", "test_s", "test_u", "test_n")
+MIX_SPLITS: tuple[str, str] = ("test_s", "test_u")
+GRID_EXAMPLES_PER_CUE = 2
+MODEL_CONFIG = "tiny"
+
+
+@dataclass(frozen=True)
+class Goal:
+    """A target of the main job: ``value(report) >= threshold`` (or ``<=`` when ``lower``)."""
+
+    name: str
+    threshold: float
+    lower: bool = False
+
+    def met(self, value: float) -> bool:
+        return value <= self.threshold if self.lower else value >= self.threshold
+
+
+GOALS: tuple[Goal, ...] = (
+    Goal("test_s J", 0.70), Goal("test_s F", 0.80), Goal("test_u J", 0.50),
+    Goal("test_n S", 0.05, lower=True), Goal("needs_audio J - J without audio", 0.25),
+)
+"""The goals of the main job on Ref-AVS Synth small (issue 5)."""
 
 
 @dataclass
 class DemoReport:
-    """What :func:`run_demo` produced.
-
-    Attributes:
-        out_dir: the demo folder.
-        data_dir: the generated dataset.
-        scores: baseline name -> its :class:`~refavs.scoring.score.ScoreReport`.
-        seconds: wall time of the whole job.
-        generated: False when an existing generation was reused.
-    """
+    """What :func:`run_demo` measured (also written as ``report.json``)."""
 
     out_dir: Path
     data_dir: Path
     scores: dict = field(default_factory=dict)
-    seconds: float = 0.0
-    generated: bool = True
+    without_audio: dict = field(default_factory=dict)
+    baseline: dict = field(default_factory=dict)
+    timings: dict = field(default_factory=dict)
+    train: dict = field(default_factory=dict)
+
+    @property
+    def minutes(self) -> float:
+        return sum(self.timings.values()) / 60
+
+    def needs_audio(self) -> dict:
+        """J on the ``needs_audio`` rows of test_s and test_u together, with and without audio."""
+        def pooled(scores) -> tuple[float, int]:
+            groups = [scores[s].cues.get("needs_audio") for s in MIX_SPLITS if s in scores]
+            groups = [g for g in groups if g is not None]
+            frames = sum(g.n_frames for g in groups)
+            return (sum(g.J * g.n_frames for g in groups) / frames if frames else float("nan"),
+                    sum(g.n_expressions for g in groups))
+
+        j, n = pooled(self.scores)
+        j_without, _ = pooled(self.without_audio)
+        return {"J": j, "J_without_audio": j_without, "n_expressions": n}
+
+    def goal_values(self) -> dict[str, float]:
+        s, na = self.scores, self.needs_audio()
+        return {"test_s J": s["test_s"].result.J, "test_s F": s["test_s"].result.F,
+                "test_u J": s["test_u"].result.J, "test_n S": s["test_n"].result.S,
+                "needs_audio J - J without audio": na["J"] - na["J_without_audio"]}
 
     def to_dict(self) -> dict:
-        return {"data_dir": str(self.data_dir), "seconds": round(self.seconds, 2),
-                "baselines": {name: report.to_dict() for name, report in self.scores.items()}}
+        values = self.goal_values()
+        mix = {k: sum(getattr(self.scores[s].result, k) for s in MIX_SPLITS) / 2 for k in ("J", "F")}
+        return {
+            "data_dir": str(self.data_dir),
+            "splits": {name: score.to_dict() for name, score in self.scores.items()},
+            "mix": mix,
+            "needs_audio": self.needs_audio(),
+            "without_audio": {name: score.to_dict() for name, score in self.without_audio.items()},
+            "baseline_every_object": {name: score.to_dict() for name, score in self.baseline.items()},
+            "goals": {g.name: {"goal": g.threshold, "lower_is_better": g.lower, "value": values[g.name],
+                               "met": g.met(values[g.name])} for g in GOALS},
+            "train": self.train,
+            "timings_s": {k: round(v, 1) for k, v in self.timings.items()},
+            "minutes": round(self.minutes, 2),
+        }
+
+
+def _markdown(report: DemoReport, preset: str, seed: int) -> str:
+    from refavs.scoring.score import ScoreReport
+    from refavs.scoring.table import format_report
+
+    d = report.to_dict()
+    lines = ["# refavs demo: EEMC (tiny) on Ref-AVS Synth", "",
+             f"Dataset `{report.data_dir}` (Ref-AVS Synth {preset}, seed {seed}); run `{report.train['run_dir']}`, "
+             f"{report.train['steps']} steps; {d['minutes']:.1f} minutes in all "
+             f"({', '.join(f'{k} {v:.0f} s' for k, v in d['timings_s'].items())}).", "",
+             "| goal | target | reached | met |", "| --- | --- | --- | --- |"]
+    for name, g in d["goals"].items():
+        sign = "<=" if g["lower_is_better"] else ">="
+        lines.append(f"| {name} | {sign} {g['goal']} | {g['value']:.3f} | {'yes' if g['met'] else 'no'} |")
+    na = d["needs_audio"]
+    lines += ["", f"needs_audio expressions of test_s + test_u ({na['n_expressions']}): J {na['J']:.3f} with audio, "
+              f"{na['J_without_audio']:.3f} with the audio features zeroed.", ""]
+    for title, scores in (("EEMC tiny", report.scores), ("EEMC tiny, audio zeroed", report.without_audio),
+                          ("baseline every-object", report.baseline)):
+        lines += [f"## {title}", "", "```", format_report(ScoreReport(scores, "dataset")), "```", ""]
+    lines += ["![true and predicted masks](predictions.png)", ""]
+    return "\n".join(lines)
+
+
+def _grid_rows(data_dir: Path, splits: Sequence[str]):
+    """A few expressions of each cue type (first in metadata order), with their tags."""
+    from refavs.data.metadata import read_metadata
+    from refavs.scoring.cues import CUE_TYPES
+    from refavs.scoring.score import expression_cues
+
+    rows, used = [], set()
+    expressions = read_metadata(data_dir, splits)
+    for cue in CUE_TYPES:
+        picked = [e for e in expressions if cue in expression_cues(e) and e.uid not in used]
+        for e in picked[:GRID_EXAMPLES_PER_CUE]:
+            used.add(e.uid)
+            rows.append((e, ";".join(expression_cues(e))))
+    return rows
 
 
 def run_demo(out_dir: str | Path, preset: str = "small", seed: int = 0, workers: int = 2,
-             log=print) -> DemoReport:
-    """Generate, check, run the baselines and score them (see the module docstring)."""
+             overrides: Sequence[str] = (), device: str | None = None, log=print) -> DemoReport:
+    """The main job (see the module docstring); returns the report it wrote."""
     from refavs.baselines import write_baseline
     from refavs.data.check import check_dataset
     from refavs.data.writer import atomic_write_bytes
+    from refavs.models.config import get_model_config
+    from refavs.models.eemc import EEMC
     from refavs.scoring.score import score_predictions
-    from refavs.scoring.table import format_report
     from refavs.synth.generate import generate, is_generation
+    from refavs.training.cli import split_overrides
+    from refavs.training.config import get_train_config
+    from refavs.training.evaluate import evaluate
+    from refavs.training.trainer import prepare_features, train
+    from refavs.viz.predictions import prediction_grid
 
-    start = time.perf_counter()
     out_dir = Path(out_dir)
-    data_dir = out_dir / "data"
+    data_dir, run_dir, pred_dir = out_dir / "data", out_dir / "run", out_dir / "predictions"
     report = DemoReport(out_dir=out_dir, data_dir=data_dir)
+    train_items, model_items = split_overrides(list(overrides))
+    model_config = get_model_config(MODEL_CONFIG, model_items)
+    train_config = get_train_config(MODEL_CONFIG, train_items)
+
+    t = time.perf_counter()
     if is_generation(data_dir, seed=seed, preset=preset):
-        report.generated = False
-        log(f"[1/4] reusing Ref-AVS Synth ({preset}, seed {seed}) in {data_dir}")
+        log(f"[1/6] reusing Ref-AVS Synth ({preset}, seed {seed}) in {data_dir}")
     else:
-        log(f"[1/4] generating Ref-AVS Synth ({preset}, seed {seed}) in {data_dir} ...")
-        t = time.perf_counter()
+        log(f"[1/6] generating Ref-AVS Synth ({preset}, seed {seed}) in {data_dir} ...")
         summary = generate(data_dir, seed=seed, preset=preset, workers=workers, force=True)
-        counts = ", ".join(f"{s} {c['expressions']}" for s, c in summary.counts.items())
-        log(f"      expressions: {counts} ({time.perf_counter() - t:.1f} s)")
-    log("[2/4] checking the dataset ...")
+        log("      expressions: " + ", ".join(f"{s} {c['expressions']}" for s, c in summary.counts.items()))
+    log("[2/6] checking the dataset ...")
     check = check_dataset(data_dir, workers=workers)
     if not check.ok:
         shown = "\n  ".join(str(p) for p in check.problems[:10])
         raise RuntimeError(f"{data_dir}: the generated dataset has {len(check.problems)} problem(s):\n  {shown}")
     log(f"      {check.n_expressions} expressions, {check.n_clips} clips: no problems")
-    tables = []
-    for i, name in enumerate(DEMO_BASELINES):
-        pred_dir = out_dir / "predictions" / name
-        log(f"[{3 + i}/4] baseline {name}: predicting and scoring {', '.join(DEMO_SPLITS)} ...")
-        write_baseline(name, data_dir, DEMO_SPLITS, pred_dir, workers=workers)
-        scores = score_predictions(data_dir, DEMO_SPLITS, pred_dir, workers=workers)
-        report.scores[name] = scores
-        table = format_report(scores, title=f"baseline: {name}")
-        tables.append(table)
-        log(table + "\n")
-    report.seconds = time.perf_counter() - start
+    report.timings["generate"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    log(f"[3/6] extracting the {model_config.feature_preset} features of every split ...")
+    features, store = prepare_features(data_dir, model_config, ("train", *EVAL_SPLITS), progress=sys.stderr.isatty())
+    report.timings["features"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    resume = (run_dir / "last").exists()
+    log(f"[4/6] {'resuming' if resume else 'training'} EEMC {MODEL_CONFIG} into {run_dir} "
+        f"({train_config.epochs} epochs of {train_config.batch_size} clips per step) ...")
+    result = train(model_config, train_config, data_dir, run_dir, resume=resume, device=device,
+                   progress=sys.stderr.isatty(), log=lambda m: log("      " + m))
+    report.train = {"run_dir": str(run_dir), "steps": result.global_step, "best_val_J": result.best_J,
+                    "best": str(result.best)}
+    report.timings["train"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    log(f"[5/6] evaluating {result.best.name} on {', '.join(EVAL_SPLITS)}, with and without audio ...")
+    model = EEMC.from_pretrained(result.best, device=device or "cpu")
+    kwargs = dict(batch_size=train_config.eval_batch_size, device=device or "cpu")
+    report.scores = evaluate(model, data_dir, EVAL_SPLITS, store, features.image, save_pred=pred_dir / "eemc",
+                             **kwargs).splits
+    report.without_audio = evaluate(model, data_dir, EVAL_SPLITS, store, features.image, ablate="audio",
+                                    **kwargs).splits
+    test_splits = EVAL_SPLITS[1:]
+    write_baseline("every-object", data_dir, test_splits, pred_dir / "every-object", workers=workers)
+    report.baseline = score_predictions(data_dir, test_splits, pred_dir / "every-object", workers=workers).splits
+    report.timings["evaluate"] = time.perf_counter() - t
+
+    log("[6/6] writing the report ...")
+    prediction_grid(data_dir, pred_dir / "eemc", _grid_rows(data_dir, test_splits), out_dir / "predictions.png")
     atomic_write_bytes(out_dir / "report.json", json.dumps(report.to_dict(), indent=2).encode())
-    markdown = ["# refavs demo", "", f"Dataset: `{data_dir}` (Ref-AVS Synth, {preset}, seed {seed}).", ""]
-    markdown += [f"```\n{t}\n```\n" for t in tables]
-    markdown.append(f"Total time: {report.seconds:.1f} s")
-    atomic_write_bytes(out_dir / "report.md", "\n".join(markdown).encode())
-    log(f"report: {out_dir / 'report.md'} and {out_dir / 'report.json'} ({report.seconds:.1f} s)")
+    markdown = _markdown(report, preset, seed)
+    atomic_write_bytes(out_dir / "report.md", markdown.encode())
+    log(markdown.split("\n## ")[0])
+    log(f"report: {out_dir / 'report.md'}, {out_dir / 'report.json'}, {out_dir / 'predictions.png'}")
     return report
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "demo", help="the main job on the built-in synthetic benchmark (generate, check, score)",
-        description="Generate Ref-AVS Synth, check it, run two baselines (every-object, nothing) and score "
-                    "them with the official metrics and the per-cue breakdown; writes OUT/report.md and "
-                    "OUT/report.json. Re-running reuses the generated data.")
+        "demo", help="the main job: Ref-AVS Synth -> features -> train EEMC tiny -> evaluate -> report",
+        description="Generate Ref-AVS Synth, check it, extract features, train the tiny EEMC config, evaluate "
+                    "every split with and without audio beside the every-object baseline, and write "
+                    "OUT/report.md, OUT/report.json and OUT/predictions.png. Re-running reuses the data, "
+                    "the features and the run (an interrupted training resumes). key=value items override "
+                    "the training recipe or the model config, as for `refavs train`.")
     p.add_argument("--out", type=Path, default=Path("runs/demo"), help="output folder (default runs/demo)")
     p.add_argument("--preset", default="small", choices=("tiny", "small", "medium", "large"),
                    help="Ref-AVS Synth size (default small; tiny is a smoke test)")
     p.add_argument("--seed", type=int, default=0, help="generation seed (default 0)")
     p.add_argument("--workers", type=int, default=2, help="processes/threads for generation and I/O (default 2)")
+    p.add_argument("--device", help="cpu, cuda or cuda:N (default: a GPU when available)")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="recipe or model config overrides")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from refavs.data.masks import MediaError
     from refavs.data.metadata import MetadataError
+    from refavs.features.cache import FeatureCacheError
+    from refavs.training.checkpoint import ResumeError
+    from refavs.training.trainer import TrainingError
 
     if args.workers < 1:
         print("refavs demo: error: --workers must be at least 1", file=sys.stderr)
         return 2
     try:
-        run_demo(args.out, args.preset, args.seed, args.workers)
-    except (RuntimeError, MediaError, MetadataError, OSError) as err:
+        run_demo(args.out, args.preset, args.seed, args.workers, args.overrides, args.device)
+    except ValueError as err:
+        print(f"refavs demo: error: {err}", file=sys.stderr)
+        return 2
+    except (RuntimeError, MediaError, MetadataError, FeatureCacheError, ResumeError, TrainingError, OSError) as err:
         print(f"refavs demo: error: {err}", file=sys.stderr)
         return 1
     return 0

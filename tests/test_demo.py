@@ -1,23 +1,36 @@
-"""The README's main job, reduced (the tiny Synth preset): it runs and its report holds the scores."""
+"""The README's main job, reduced (tiny Synth preset, a few steps): it runs end to end and its
+report holds every number the full job reports."""
 
 from __future__ import annotations
 
 import json
 
+from PIL import Image
+
 from refavs.cli import main
 
 
-def test_demo_runs_and_reuses_its_data(tmp_path, capsys):
+def test_demo_end_to_end_and_rerun(tmp_path, capsys):
     out = tmp_path / "demo"
-    assert main(["demo", "--out", str(out), "--preset", "tiny"]) == 0
+    args = ["demo", "--out", str(out), "--preset", "tiny", "max_steps=2", "log_every_steps=1"]
+    assert main(args) == 0
     printed = capsys.readouterr().out
-    assert "generating Ref-AVS Synth" in printed and "no problems" in printed and "Mix" in printed
+    for step in ("generating Ref-AVS Synth", "no problems", "training EEMC tiny", "evaluating", "| goal |"):
+        assert step in printed
     report = json.loads((out / "report.json").read_text())
-    every, nothing = report["baselines"]["every-object"], report["baselines"]["nothing"]
-    assert nothing["splits"]["test_n"]["S"] == 0.0 and nothing["splits"]["test_n"]["J"] == 1.0
-    assert every["splits"]["test_s"]["J"] > nothing["splits"]["test_s"]["J"]
-    assert every["splits"]["test_n"]["S"] > 0.0     # it segments the null clips' real objects
-    assert "needs_audio" in every["splits"]["test_s"]["cues"]
+    assert set(report["splits"]) == {"val", "test_s", "test_u", "test_n"}
+    assert {"J", "F"} <= set(report["splits"]["test_s"]) and "S" in report["splits"]["test_n"]
+    assert set(report["mix"]) == {"J", "F"}
+    assert {"J", "J_without_audio"} <= set(report["needs_audio"])
+    assert report["needs_audio"]["n_expressions"] > 0 and report["minutes"] > 0
+    assert report["train"]["steps"] == 2
+    assert len(report["goals"]) == 5 and all(isinstance(g["met"], bool) for g in report["goals"].values())
+    # the baseline that segments every object beside the model, and the picture of predictions
+    assert report["baseline_every_object"]["test_n"]["S"] > 0
+    with Image.open(out / "predictions.png") as img:
+        assert img.width > 300 and img.height > 300
     assert (out / "report.md").read_text().startswith("# refavs demo")
-    assert main(["demo", "--out", str(out), "--preset", "tiny"]) == 0
-    assert "reusing Ref-AVS Synth" in capsys.readouterr().out
+    # a second run reuses the data, the features and the finished run
+    assert main(args) == 0
+    again = capsys.readouterr().out
+    assert "reusing Ref-AVS Synth" in again and "resuming EEMC tiny" in again
