@@ -1,8 +1,9 @@
 """A grid of frames with the true and the predicted mask, a row per expression.
 
 Each row shows the expression's frames (every ``frame_step``-th of the 10) with the ground
-truth outlined in green and the prediction (probability > ``threshold``) tinted red, under a
-caption with the split, the cue types, the expression and the row's J.
+truth outlined in green and the prediction (probability > ``threshold``) tinted and outlined
+in magenta (an outline too, so a prediction stays visible on an object of the tint's colour),
+under a caption with the split, the cue types, the expression and the row's J.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ class GridStyle:
         threshold: a pixel is predicted foreground above this probability (J's threshold).
         caption_height: pixels above each row for its caption.
         truth_rgb: outline colour of the ground truth.
-        prediction_rgb: tint of the prediction.
+        prediction_rgb: tint and outline colour of the prediction.
         tint: opacity of the tint.
     """
 
@@ -42,8 +43,8 @@ class GridStyle:
     threshold: float = 0.4
     caption_height: int = 18
     truth_rgb: tuple[int, int, int] = (40, 220, 60)
-    prediction_rgb: tuple[int, int, int] = (235, 40, 40)
-    tint: float = 0.55
+    prediction_rgb: tuple[int, int, int] = (255, 0, 255)
+    tint: float = 0.45
 
 
 def _outline(mask: np.ndarray) -> np.ndarray:
@@ -59,6 +60,7 @@ def _tile(frame: np.ndarray, truth: np.ndarray, prob: np.ndarray, style: GridSty
     pred = np.asarray(Image.fromarray((prob > style.threshold).astype(np.uint8) * 255).resize(size)) > 0
     true = np.asarray(Image.fromarray(truth.astype(np.uint8) * 255).resize(size)) > 0
     rgb[pred] = (1 - style.tint) * rgb[pred] + style.tint * np.asarray(style.prediction_rgb, dtype=np.float32)
+    rgb[_outline(pred)] = style.prediction_rgb
     rgb[_outline(true)] = style.truth_rgb
     return Image.fromarray(rgb.clip(0, 255).astype(np.uint8))
 
@@ -83,7 +85,7 @@ def prediction_grid(data_dir: str | Path, pred_dir: str | Path, rows: Sequence[t
     row_height = style.caption_height + style.tile
     canvas = Image.new("RGB", (len(shown) * style.tile, len(rows) * row_height + style.caption_height), "white")
     draw = ImageDraw.Draw(canvas)
-    draw.text((4, 3), f"green outline: ground truth; red: prediction (p > {style.threshold}); "
+    draw.text((4, 3), f"green outline: ground truth; magenta: prediction (p > {style.threshold}); "
                       f"frames {', '.join(map(str, shown))}", fill=(0, 0, 0))
     for r, (e, tag) in enumerate(rows):
         folder = layout.resolve_folder(e.uid, e.vid)
