@@ -92,6 +92,7 @@ def _check_resume(run_dir: Path, model_config: EEMCConfig, train_config: TrainCo
 
 def prepare_features(data_dir: Path, model_config: EEMCConfig, splits, cache_dir=None, progress: bool = False):
     """The feature preset of the model, extracted for ``splits`` when missing; returns ``(config, store)``."""
+    from refavs.data.layout import DatasetLayout
     from refavs.data.metadata import read_metadata
     from refavs.features.cache import FeatureStore, extract_features
     from refavs.features.config import get_feature_config
@@ -102,17 +103,11 @@ def prepare_features(data_dir: Path, model_config: EEMCConfig, splits, cache_dir
     if problems:
         raise TrainingError("the model does not fit its feature preset: " + "; ".join(problems))
     store = FeatureStore.open(data_dir, features, cache_dir)
-    folders, uids = store.missing(store_layout(data_dir), read_metadata(data_dir, splits))
+    folders, uids = store.missing(DatasetLayout(data_dir), read_metadata(data_dir, splits))
     if folders or uids:
         extract_features(data_dir, features, list(splits), cache_dir, progress=progress)
         store = FeatureStore.open(data_dir, features, cache_dir)
     return features, store
-
-
-def store_layout(data_dir: Path):
-    from refavs.data.layout import DatasetLayout
-
-    return DatasetLayout(data_dir)
 
 
 def train(model_config: EEMCConfig, train_config: TrainConfig, data_dir: str | Path, run_dir: str | Path,
