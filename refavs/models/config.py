@@ -297,7 +297,7 @@ class EEMCConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "EEMCConfig":
         """The config a :meth:`to_dict` dict describes; unknown keys are an error."""
-        return _build(cls, data, "")
+        return config_from_dict(cls, data)
 
 
 def _validate(c: EEMCConfig) -> list[str]:
@@ -512,7 +512,9 @@ def _parse(tp: Any, text: str, key: str) -> Any:
     raise ValueError(f"{key}: cannot parse a value of type {tp}")
 
 
-def _build(cls: Any, data: Mapping[str, Any], prefix: str) -> Any:
+def config_from_dict(cls: Any, data: Mapping[str, Any], prefix: str = "") -> Any:
+    """The (nested) config dataclass ``cls`` a ``to_dict``/JSON dict describes; unknown keys are an error
+    and lists become tuples."""
     if not isinstance(data, Mapping):
         raise ValueError(f"config section {prefix or cls.__name__!r} must be a mapping")
     hints = typing.get_type_hints(cls)
@@ -523,7 +525,7 @@ def _build(cls: Any, data: Mapping[str, Any], prefix: str) -> Any:
     for name, value in data.items():
         tp = hints[name]
         if dataclasses.is_dataclass(tp):
-            kwargs[name] = _build(tp, value, f"{prefix}{name}.")
+            kwargs[name] = config_from_dict(tp, value, f"{prefix}{name}.")
         elif isinstance(value, list):
             kwargs[name] = tuple(value)
         else:

@@ -90,11 +90,10 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "TrainConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown training config fields: {', '.join(unknown)}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+        """The config a :meth:`to_dict` dict describes; unknown keys are an error."""
+        from refavs.models.config import config_from_dict
+
+        return config_from_dict(cls, data)
 
 
 def _paper() -> TrainConfig:
