@@ -57,6 +57,9 @@ def main(argv=None) -> int:
     parser.add_argument("--seconds", type=float, default=30.0, help="timed run length in total (default 30)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     parser.add_argument("--verbose", action="store_true", help="print every step time")
+    parser.add_argument("overrides", nargs="*", metavar="key=value",
+                        help="model config overrides, e.g. trainable.train_segmenter=false (the paper's frozen "
+                             "Mask2Former)")
     args = parser.parse_args(argv)
 
     import torch
@@ -68,7 +71,7 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     modes = {"ours": "shared_pass", "reference": "separate_pass", "pixel_pass": "separate_pixel_pass"}
-    models = {name: EEMC(get_model_config(args.config, [f"compat.visual_tokens_from={mode}"])).train()
+    models = {name: EEMC(get_model_config(args.config, [*args.overrides, f"compat.visual_tokens_from={mode}"])).train()
               for name, mode in modes.items()}
     ours = models["ours"]
     for model in models.values():
@@ -109,7 +112,7 @@ def main(argv=None) -> int:
         "speedup": round(median["reference"] / median["ours"], 3),
         "pixel_pass_step_s": round(median["pixel_pass"], 5),
         "pixel_pass_speedup": round(median["pixel_pass"] / median["ours"], 3),
-        "config": args.config, "batch": args.batch, "frames": ours.config.fusion.num_frames,
+        "config": args.config, "overrides": args.overrides, "batch": args.batch, "frames": ours.config.fusion.num_frames,
         "steps": len(runs["ours"][2]), "threads": torch.get_num_threads(), "torch": torch.__version__,
     }))
     return 0

@@ -214,3 +214,15 @@ def test_segmenter_checkpoint_from_a_local_copy_is_used_and_checked(tmp_path):
     assert torch.equal(model.segmenter.state_dict()[key], source.segmenter.state_dict()[key])
     with pytest.raises(ValueError, match="segmenter.num_queries: checkpoint has 8, config has 4"):
         build(overrides=[f"segmenter.checkpoint={tmp_path / 'm2f'}", "segmenter.num_queries=4"])
+
+
+def test_loss_follows_the_loss_config():
+    from refavs.models.readout import dice_loss
+
+    plain, with_dice = build(), build(overrides=["loss.dice_weight=1.0"])
+    batch = make_batch(plain.config)
+    with torch.no_grad():
+        a, b = plain.eval()(batch), with_dice.eval()(batch)
+    assert torch.equal(a.mask_logits, b.mask_logits)  # the loss does not change what the model computes
+    assert torch.allclose(b.loss, a.loss + dice_loss(a.mask_logits, batch.masks))
+    assert with_dice.config.loss.dice_weight == 1.0 and plain.config.loss.dice_weight == 0.0

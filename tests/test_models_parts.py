@@ -12,7 +12,8 @@ import torch.nn.functional as F
 from refavs.models.adapters import Adapter
 from refavs.models.fusion import BimodalAttention, FrameIntegration, MultimodalFusion, cached_memory, visual_tokens
 from refavs.models.prompt import QueryPrompt
-from refavs.models.readout import binary_masks, mask_loss, object_probabilities, probabilities, read_out_masks
+from refavs.models.readout import (binary_masks, dice_loss, mask_loss, object_probabilities, probabilities,
+                                   read_out_masks)
 
 
 def test_cached_memory_hand_example():
@@ -150,14 +151,28 @@ def test_read_out_weights_query_logits_by_probability():
     assert torch.allclose(logits, torch.full((1, 8, 8), 0.75 * 2.0 + 0.5 * -4.0))  # logits, not sigmoids
 
 
-def test_read_out_equals_upsampling_every_query_first():
+@pytest.mark.parametrize("side", [(6, 6), (6, 4)])
+def test_read_out_equals_upsampling_every_query_first(side):
     torch.manual_seed(0)
-    class_logits, query_masks = torch.randn(3, 5, 4), torch.randn(3, 5, 6, 6)
+    class_logits, query_masks = torch.randn(3, 5, 4), torch.randn(3, 5, *side)
     logits, probs = read_out_masks(class_logits, query_masks, object_class=0, image_size=24, mask_size=16)
     up = F.interpolate(query_masks, size=(24, 24), mode="bilinear", align_corners=False)
     seg = torch.einsum("nq,nqhw->nhw", probs, up).unsqueeze(1)
     expected = F.interpolate(seg, size=(16, 16), mode="bilinear", align_corners=False)[:, 0]
     assert torch.allclose(logits, expected, atol=1e-5)
+
+
+def test_dice_term_on_hand_example():
+    # one frame: p = sigmoid(0) = 0.5 everywhere on 2 pixels, target [1, 0]
+    logits, targets = torch.zeros(1, 1, 2), torch.tensor([[[1.0, 0.0]]])
+    dice = (2 * 0.5 + 1) / (1.0 + 1.0 + 1)  # (2 sum(pg) + 1) / (sum p + sum g + 1)
+    assert dice_loss(logits, targets).item() == pytest.approx(1 - dice)
+    bce = math.log(2)
+    assert mask_loss(logits, targets, dice_weight=0.5).item() == pytest.approx(bce + 0.5 * (1 - dice))
+    assert mask_loss(logits, targets, bce_weight=0.0, dice_weight=1.0).item() == pytest.approx(1 - dice)
+    # an empty target: the loss falls as the predicted foreground shrinks
+    empty = torch.zeros(1, 1, 4)
+    assert dice_loss(torch.full((1, 1, 4), -5.0), empty) < dice_loss(torch.full((1, 1, 4), 5.0), empty)
 
 
 def test_loss_and_post_processing():

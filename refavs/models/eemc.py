@@ -188,7 +188,8 @@ class EEMC(nn.Module):
             image_size=self.config.segmenter.image_size, mask_size=self.config.mask_size)
 
         mask_logits = mask_logits.reshape(b, t, *mask_logits.shape[-2:])
-        loss = None if masks is None else mask_loss(mask_logits, masks)
+        loss = None if masks is None else mask_loss(mask_logits, masks, self.config.loss.bce_weight,
+                                                    self.config.loss.dice_weight)
         return EEMCOutput(mask_logits=mask_logits, loss=loss, query_probabilities=probs.reshape(b, t, -1))
 
     def _separate_visual_map(self, frames: Tensor) -> Tensor | None:
