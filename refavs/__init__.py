@@ -5,8 +5,17 @@ Sub-packages, by life cycle:
 - :mod:`refavs.data`     the Ref-AVS Bench layout: metadata reader, masks, writer, checker
 - :mod:`refavs.metrics`  the official J, F, S metrics as accumulators
 - :mod:`refavs.scoring`  scoring any method's predictions stored as PNGs, cue breakdown
+- :mod:`refavs.inference` running a checkpoint on your own videos (``refavs.RefAVSPipeline``)
 
-Importing the package does nothing but define names.
+Importing the package does nothing but define names (``RefAVSPipeline`` is imported on first use).
 """
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    if name == "RefAVSPipeline":
+        from refavs.inference.pipeline import RefAVSPipeline
+
+        return RefAVSPipeline
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

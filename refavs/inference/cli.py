@@ -1,0 +1,144 @@
+"""``refavs predict``: a checkpoint, a video file and an expression -> masks, an overlay video and a
+summary; or a CSV of many.
+
+Exit status: 0 on success; 2 with one line ``refavs predict: error: ...`` for a bad input (file,
+argument, checkpoint, CSV); 1 when some rows of a batch failed (each reported on stderr and in
+``OUT/summary.json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+import time
+import warnings
+from pathlib import Path
+
+PROG = "predict"
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        PROG, help="segment what an expression refers to in your own video (or a CSV of videos)",
+        description="Run a trained EEMC checkpoint on a video file: 10 frames at 1 fps over the 10 s from --start "
+                    "(frame t is the frame shown at start + t + 0.5 s; shorter videos are looped) and the "
+                    "audio of the same window. Writes OUT/masks/0.png ... 9.png (probabilities, the scorer's "
+                    "8-bit format), OUT/overlay.mp4 (or .gif) and OUT/summary.json. With --csv (columns video, "
+                    "expression, optional start and id), each row goes into OUT/<id or nnn-stem>/ and OUT/summary.json "
+                    "indexes them; complete rows are skipped on a re-run. See docs/inference.md.")
+    p.add_argument("--checkpoint", required=True,
+                   help="checkpoint folder (config.json + model.safetensors), training run folder (uses RUN/best) "
+                        "or Hugging Face hub id")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--video", type=Path, help="a video file (any container/codec FFmpeg reads)")
+    source.add_argument("--csv", type=Path, help="batch mode: a CSV with columns video,expression[,start][,id]")
+    p.add_argument("--expression", help="what to segment, e.g. \"the object making the loudest sound\" (with --video)")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--start", type=float, default=0.0,
+                   help="where the 10 s clip starts, in seconds (default 0; in batch mode, for rows without one)")
+    p.add_argument("--device", help="cpu, cuda or cuda:N (default: a GPU when available)")
+    p.add_argument("--allow-silent", action="store_true", help="run videos without an audio track on silence")
+    p.add_argument("--overlay-format", choices=("mp4", "gif"), default="mp4",
+                   help="overlay video format (default mp4; gif is used anyway when no H.264 encoder is available)")
+    p.add_argument("--overwrite", action="store_true", help="batch mode: recompute rows whose outputs are complete")
+    p.add_argument("--no-progress", action="store_true", help="batch mode: no progress bar")
+    p.set_defaults(func=run)
+
+
+def _fail(message: str, status: int = 2) -> int:
+    print(f"refavs {PROG}: error: {message}", file=sys.stderr)
+    return status
+
+
+@contextlib.contextmanager
+def _warnings_as_lines():
+    """Show warnings as one ``refavs predict: warning: ...`` line each."""
+    original = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        print(f"refavs {PROG}: warning: {message}", file=sys.stderr)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = original
+
+
+def run(args: argparse.Namespace) -> int:
+    from refavs.inference.errors import InferenceError
+
+    if args.video is not None and args.expression is None:
+        return _fail("--expression is required with --video")
+    if args.csv is not None and args.expression is not None:
+        return _fail("--expression goes with --video; with --csv every row gives its own")
+    with _warnings_as_lines():
+        try:
+            return _run_batch(args) if args.csv is not None else _run_single(args)
+        except InferenceError as err:
+            return _fail(str(err))
+
+
+def _device(requested: str | None) -> str:
+    import torch
+
+    return requested or ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _run_single(args: argparse.Namespace) -> int:
+    from refavs.inference.pipeline import RefAVSPipeline, check_expression_text, resolve_checkpoint, sampling_for
+    from refavs.inference.video import decode_video
+    from refavs.models.checkpoint import load_config
+
+    check_expression_text(args.expression)
+    folder = resolve_checkpoint(args.checkpoint)
+    began = time.perf_counter()
+    clip = decode_video(args.video, start=args.start, allow_silent=args.allow_silent,
+                        config=sampling_for(load_config(folder)))  # bad inputs fail before the model loads
+    decoded = time.perf_counter() - began
+    pipe = RefAVSPipeline.from_pretrained(folder, device=_device(args.device))
+    result = pipe(clip, args.expression)
+    result.timings["decode"] = decoded
+    paths = result.save(args.out, overlay_format=args.overlay_format)
+    areas = result.frame_areas
+    best = max(range(len(areas)), key=areas.__getitem__)
+    verdict = (f"present (largest mask {areas[best]:.1%} of frame {best})" if result.present
+               else "not found (no frame's mask reaches "
+                    f"{result.settings.presence_min_area:.1%} of the frame)")
+    print(f"{args.video}: {verdict}; wrote {paths['masks']}/0.png ... {len(areas) - 1}.png, "
+          f"{paths['overlay']}, {paths['summary']}")
+    return 0
+
+
+def _run_batch(args: argparse.Namespace) -> int:
+    from refavs.inference.batch import read_batch_csv, run_batch
+    from refavs.inference.pipeline import RefAVSPipeline, resolve_checkpoint, sampling_for
+    from refavs.inference.video import check_start, decode_video
+    from refavs.models.checkpoint import load_config
+
+    check_start(args.start)
+    rows = read_batch_csv(args.csv)
+    folder = resolve_checkpoint(args.checkpoint)
+    sampling = sampling_for(load_config(folder))
+    pipes: list[RefAVSPipeline] = []  # built on the first row that needs it
+
+    def predict(row, start, out):
+        began = time.perf_counter()
+        clip = decode_video(row.video, start=start, allow_silent=args.allow_silent, config=sampling)
+        decoded = time.perf_counter() - began
+        if not pipes:
+            pipes.append(RefAVSPipeline.from_pretrained(folder, device=_device(args.device)))
+        result = pipes[0](clip, row.expression)
+        result.timings["decode"] = decoded
+        result.save(out, overlay_format=args.overlay_format)
+        return result.summary()
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    report = run_batch(rows, args.out, folder, sampling.num_frames, predict, default_start=args.start,
+                       overwrite=args.overwrite, progress=not args.no_progress and sys.stderr.isatty(),
+                       csv_path=str(args.csv))
+    counts = report.counts()
+    print(f"{len(report.rows)} rows: {counts['written']} written, {counts['skipped']} skipped (already complete), "
+          f"{counts['failed']} failed; index {args.out / 'summary.json'}")
+    return 1 if counts["failed"] else 0

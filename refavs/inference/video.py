@@ -1,0 +1,291 @@
+"""Decoding a video file into what the model eats: 10 frames at 1 fps and the window's audio.
+
+The rules (also in ``docs/inference.md``):
+
+- **Time origin**: times are seconds from the first frame of the video stream (its
+  ``start_time``), so ``start=0`` is the beginning of the video whatever the container's clock.
+- **Window**: the clip is the ``window = min(10 s, duration - start)`` seconds from ``start``.
+- **Frame times**: frame ``t`` (0..9) is the frame *shown* at time
+  ``start + ((t + 0.5) mod window)``, i.e. the middle of second ``t`` of the clip; the frame
+  shown at time ``x`` is the last one whose presentation time is at or before ``x`` (the first
+  frame when ``x`` precedes it). For a full window this is simply ``start + t + 0.5``.
+- **Short videos** (less than 10 s after ``start``): the clip is looped, frames and audio
+  alike. Frames follow the formula above (a 4 s video gives the frames at 0.5, 1.5, 2.5, 3.5,
+  0.5, 1.5, ... s) and the audio of the window is returned as it is, to be extended to 10 s by
+  the audio featurizer's own length rule, which for every built-in preset is ``repeat`` (tiles
+  it from its start): so second ``t`` of the audio lines up with frame ``t``.
+- **Too short**: a video under 1 s, or less than 1 s left after ``start``, is refused; so is a
+  ``start`` at or past the end.
+- **Audio**: the first audio track, from ``start`` for ``window`` seconds, mixed to mono and
+  resampled to 16 kHz by FFmpeg's resampler (``av.AudioResampler``). A file without an audio
+  track is refused unless ``allow_silent``, which then uses silence.
+- **Seeking**: both streams are seeked to the keyframe at or before ``start`` and decoded
+  forward only as far as the last sampled time, so a long file is not decoded in full.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Sequence
+
+import numpy as np
+
+from refavs.data.layout import NUM_FRAMES
+from refavs.inference.errors import InferenceError
+
+AudioSource = Literal["track", "silence", "arrays"]
+
+_TIME_EPSILON = 1e-6
+"""Seconds of slack when comparing a frame's presentation time with a sampled time."""
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """How a clip is taken from a video.
+
+    Attributes:
+        num_frames: frames per clip (the model's ``fusion.num_frames``, 10).
+        frame_interval: seconds between sampled frames (1 fps).
+        frame_phase: where inside each interval a frame is taken, as a fraction (0.5: the middle).
+        min_seconds: the shortest usable video (and the least video left after ``start``).
+        audio_rate: sample rate (Hz) of the decoded mono audio (the features' rate).
+    """
+
+    num_frames: int = NUM_FRAMES
+    frame_interval: float = 1.0
+    frame_phase: float = 0.5
+    min_seconds: float = 1.0
+    audio_rate: int = 16_000
+
+    @property
+    def window_seconds(self) -> float:
+        """Length of a full clip (10 s)."""
+        return self.num_frames * self.frame_interval
+
+
+@dataclass(frozen=True)
+class VideoClip:
+    """A clip ready for the model.
+
+    Attributes:
+        frames: ``uint8 [T, H, W, 3]`` RGB frames at the video's own size.
+        waveform: ``float32 [samples]`` mono audio of the window (may be shorter than 10 s; the
+            audio featurizer extends it by its own rule).
+        sample_rate: rate of ``waveform`` in Hz.
+        frame_times: the time (seconds from the start of the video) each frame was taken at.
+        start: where the clip starts in the video (seconds).
+        window_seconds: seconds of video the clip covers (10, or less for a short video).
+        duration: length of the whole video (seconds), None for arrays.
+        source: the video file, None for arrays.
+        audio: ``track`` (the file's audio), ``silence`` (no audio track, ``allow_silent``) or
+            ``arrays`` (given by the caller).
+    """
+
+    frames: np.ndarray
+    waveform: np.ndarray
+    sample_rate: int
+    frame_times: tuple[float, ...]
+    start: float = 0.0
+    window_seconds: float = 10.0
+    duration: float | None = None
+    source: str | None = None
+    audio: AudioSource = "track"
+
+    @classmethod
+    def from_arrays(cls, frames: np.ndarray, waveform: np.ndarray, sample_rate: int,
+                    num_frames: int = NUM_FRAMES) -> "VideoClip":
+        """A clip from ``frames`` (``uint8 [T, H, W, 3]``, one per second) and a waveform
+        (``[samples]`` or ``[channels, samples]``, any rate); raises :class:`InferenceError` on bad shapes."""
+        frames = np.asarray(frames)
+        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+            raise InferenceError(f"frames must be a uint8 array [T, H, W, 3], got {frames.dtype} {frames.shape}")
+        if len(frames) != num_frames:
+            raise InferenceError(f"the model takes {num_frames} frames (one per second), got {len(frames)}")
+        if min(frames.shape[1:3]) < 1:
+            raise InferenceError(f"frames are empty: {frames.shape}")
+        waveform = np.asarray(waveform, dtype=np.float32)
+        if waveform.ndim == 2:
+            waveform = waveform.mean(axis=0)
+        if waveform.ndim != 1:
+            raise InferenceError(f"the waveform must be [samples] or [channels, samples], got shape {waveform.shape}")
+        if not np.all(np.isfinite(waveform)):
+            raise InferenceError("the waveform holds NaN or infinite samples")
+        if int(sample_rate) <= 0:
+            raise InferenceError(f"the sample rate must be a positive number of Hz, got {sample_rate}")
+        times = tuple(t + 0.5 for t in range(num_frames))
+        return cls(frames=frames, waveform=waveform, sample_rate=int(sample_rate), frame_times=times,
+                   window_seconds=float(num_frames), audio="arrays")
+
+
+def sample_times(start: float, window: float, config: SamplingConfig = SamplingConfig()) -> list[float]:
+    """The times (seconds from the video's start) frame ``0..T-1`` are taken at:
+    ``start + ((t + phase) * interval) mod window``."""
+    return [start + math.fmod((t + config.frame_phase) * config.frame_interval, window)
+            for t in range(config.num_frames)]
+
+
+def decode_video(path: str | Path, start: float = 0.0, allow_silent: bool = False,
+                 config: SamplingConfig = SamplingConfig()) -> VideoClip:
+    """Decode the clip of ``path`` that starts at ``start`` seconds (rules: module docstring).
+
+    Raises:
+        InferenceError: missing or unreadable file, no video stream, a video shorter than
+            ``config.min_seconds``, ``start`` past the end, no audio track (without ``allow_silent``).
+    """
+    import av
+
+    path = Path(path)
+    start = check_start(start)
+    if not path.is_file():
+        raise InferenceError(f"{path}: video file not found")
+    try:
+        container = av.open(str(path))
+    except (av.FFmpegError, OSError, ValueError) as err:
+        raise InferenceError(f"{path}: not a readable video file ({_reason(err)})") from None
+    try:
+        with container:
+            return _decode(container, path, start, allow_silent, config)
+    except av.FFmpegError as err:
+        raise InferenceError(f"{path}: the video could not be decoded ({_reason(err)})") from None
+
+
+def check_start(start: float) -> float:
+    try:
+        value = float(start)
+    except (TypeError, ValueError):
+        raise InferenceError(f"start must be a number of seconds, got {start!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise InferenceError(f"start must be a non-negative number of seconds, got {start!r}")
+    return value
+
+
+def _reason(err: BaseException) -> str:
+    """An FFmpeg error's message without the errno and file name PyAV adds."""
+    text = getattr(err, "strerror", None) or str(err)
+    return str(text).splitlines()[0] if text else type(err).__name__
+
+
+def _decode(container, path: Path, start: float, allow_silent: bool, config: SamplingConfig) -> VideoClip:
+    if not container.streams.video:
+        kind = "an audio file" if container.streams.audio else "not a video"
+        raise InferenceError(f"{path}: no video stream ({kind})")
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    origin = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+    duration = _duration(container, stream, origin)
+    if duration < config.min_seconds:
+        raise InferenceError(f"{path}: the video is {duration:.2f} s long; at least "
+                             f"{config.min_seconds:g} s is needed")
+    if start >= duration:
+        raise InferenceError(f"{path}: start {start:g} s is past the end of the video ({duration:.2f} s long)")
+    available = duration - start
+    if available < config.min_seconds:
+        raise InferenceError(f"{path}: only {available:.2f} s of video after start {start:g} s; at least "
+                             f"{config.min_seconds:g} s is needed")
+    window = min(config.window_seconds, available)
+    times = sample_times(start, window, config)
+    frames = _decode_frames(container, stream, [origin + t for t in times], path)
+    if container.streams.audio:
+        waveform = _decode_audio(container, container.streams.audio[0], origin + start, window, config.audio_rate)
+        audio: AudioSource = "track"
+        if waveform is None and not allow_silent:
+            raise InferenceError(f"{path}: the audio track holds no samples; Ref-AVS needs the sound "
+                                 f"(--allow-silent / allow_silent=True runs on silence)")
+    else:
+        waveform = None
+        if not allow_silent:
+            raise InferenceError(f"{path}: no audio track; Ref-AVS needs the sound "
+                                 f"(--allow-silent / allow_silent=True runs on silence)")
+    if waveform is None:
+        waveform, audio = np.zeros(int(round(window * config.audio_rate)), dtype=np.float32), "silence"
+    return VideoClip(frames=frames, waveform=waveform, sample_rate=config.audio_rate, frame_times=tuple(times),
+                     start=start, window_seconds=window, duration=duration, source=str(path), audio=audio)
+
+
+def _duration(container, stream, origin: float) -> float:
+    """Seconds of video: the stream's duration, else the container's, else a scan of the packets."""
+    if stream.duration is not None and stream.duration > 0:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None and container.duration > 0:
+        import av
+
+        container_start = (container.start_time or 0) / av.time_base
+        return container.duration / av.time_base - (origin - container_start)
+    end = origin
+    for packet in container.demux(stream):
+        if packet.pts is not None:
+            end = max(end, float((packet.pts + (packet.duration or 0)) * stream.time_base))
+    container.seek(0)
+    return end - origin
+
+
+def _seek(container, stream, seconds: float) -> None:
+    """Seek ``stream`` to the keyframe at or before ``seconds`` (absolute stream time)."""
+    container.seek(max(0, int(math.floor(seconds / float(stream.time_base)))), stream=stream, backward=True)
+
+
+def _decode_frames(container, stream, targets: Sequence[float], path: Path) -> np.ndarray:
+    """The frames shown at each absolute time in ``targets``, as ``uint8 [T, H, W, 3]``."""
+    order = sorted(set(targets))
+    _seek(container, stream, order[0])
+    shown: dict[float, object] = {}
+    previous = None
+    i = 0
+    for frame in container.decode(stream):
+        if frame.pts is None:
+            continue
+        time = float(frame.pts * stream.time_base)
+        while i < len(order) and time > order[i] + _TIME_EPSILON:
+            shown[order[i]] = previous if previous is not None else frame
+            i += 1
+        if i == len(order):
+            break
+        previous = frame
+    if previous is None and not shown:
+        raise InferenceError(f"{path}: no video frame could be decoded")
+    for target in order[i:]:  # past the last frame: the last frame stays on screen
+        shown[target] = previous
+    arrays: dict[int, np.ndarray] = {}
+    out = []
+    for target in targets:
+        frame = shown[target]
+        if id(frame) not in arrays:
+            arrays[id(frame)] = frame.to_ndarray(format="rgb24")
+        out.append(arrays[id(frame)])
+    return np.stack(out)
+
+
+def _decode_audio(container, stream, start: float, seconds: float, rate: int) -> np.ndarray | None:
+    """Mono float32 audio at ``rate`` from absolute time ``start`` for ``seconds`` (shorter when the
+    track ends first); None when the track yields no samples."""
+    import av
+
+    wanted = int(round(seconds * rate))
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
+    _seek(container, stream, start)
+    chunks: list[np.ndarray] = []
+    first: float | None = None
+    have = 0
+    for frame in container.decode(stream):
+        if first is None:
+            first = float(frame.pts * stream.time_base) if frame.pts is not None else start
+        for out in resampler.resample(frame):
+            chunk = out.to_ndarray().reshape(-1)
+            chunks.append(chunk)
+            have += len(chunk)
+        if first is not None and have >= wanted + (start - first) * rate:
+            break
+    for out in resampler.resample(None):
+        chunks.append(out.to_ndarray().reshape(-1))
+    if not chunks or first is None:
+        return None
+    audio = np.concatenate(chunks).astype(np.float32)
+    offset = int(round((start - first) * rate))
+    if offset >= 0:
+        audio = audio[offset:]
+    else:  # the track starts after the window does: silence until it begins
+        audio = np.concatenate([np.zeros(-offset, dtype=np.float32), audio])
+    audio = audio[:wanted]
+    return audio if len(audio) else None
