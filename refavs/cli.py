@@ -21,6 +21,9 @@ COMMAND_MODULES: tuple[str, ...] = (
     "refavs.models.cli",
     "refavs.scoring.cli",
     "refavs.baselines",
+    "refavs.inference.cli",
+    "refavs.viz.cli",
+    "refavs.app",
 )
 """Modules that register subcommands, in the order ``refavs --help`` lists them."""
 
