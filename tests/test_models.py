@@ -219,7 +219,7 @@ def test_segmenter_checkpoint_from_a_local_copy_is_used_and_checked(tmp_path):
 def test_loss_follows_the_loss_config():
     from refavs.models.readout import dice_loss
 
-    plain, with_dice = build(), build(overrides=["loss.dice_weight=1.0"])
+    plain, with_dice = build(overrides=["loss.dice_weight=0"]), build(overrides=["loss.dice_weight=1.0"])
     batch = make_batch(plain.config)
     with torch.no_grad():
         a, b = plain.eval()(batch), with_dice.eval()(batch)

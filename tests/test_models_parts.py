@@ -79,6 +79,23 @@ def test_integration_attends_within_a_clip_unless_the_reference_switch():
         assert torch.allclose(across(tokens)[:, 0], flat.transpose(0, 1), atol=1e-6)
 
 
+def test_residual_blocks_add_the_input_and_normalise():
+    torch.manual_seed(0)
+    bare, residual = BimodalAttention(dim=8, num_heads=2).eval(), BimodalAttention(dim=8, num_heads=2, residual=True)
+    residual.load_state_dict(bare.state_dict(), strict=False)  # same attention; the norm is extra
+    assert bare.norm is None and isinstance(residual.norm, torch.nn.LayerNorm)
+    x, text = torch.randn(1, 5, 8), torch.randn(1, 4, 8)
+    with torch.no_grad():
+        attended = torch.cat(bare(x, text), dim=1)
+        expected = F.layer_norm(torch.cat([x, text], dim=1) + attended, (8,))  # the norm starts as identity
+        assert torch.allclose(torch.cat(residual.eval()(x, text), dim=1), expected, atol=1e-6)
+    tokens = torch.randn(2, 3, 5, 8)
+    within_bare, within = FrameIntegration(8, 2).eval(), FrameIntegration(8, 2, residual=True).eval()
+    within.load_state_dict(within_bare.state_dict(), strict=False)
+    with torch.no_grad():
+        assert torch.allclose(within(tokens), F.layer_norm(tokens + within_bare(tokens), (8,)), atol=1e-6)
+
+
 def _fusion(**switches) -> MultimodalFusion:
     torch.manual_seed(0)
     return MultimodalFusion(audio_dim=6, text_dim=5, dim=8, prompt_dim=4, mlp_hidden=12, num_heads=2,

@@ -412,6 +412,33 @@ def test_stats_command(synth):
         assert sum(s["categories"].values()) == len(part)
     assert stats["splits"]["test_n"]["categories"] == {"null": TEST_PRESET.clips["test_n"] * 2}
     assert 0 < stats["splits"]["train"]["mask_area"]["p50"] < 20
+    assert "twin-ambiguous" in run_cli(["--stats", str(synth)])[1]
+    for split in SPLITS:
+        assert 0 <= stats["splits"][split]["twin_ambiguous"] <= stats["splits"][split]["needs_audio"]
+    assert stats["splits"]["test_n"]["twin_ambiguous"] == 0
+
+
+def test_twin_ambiguous_on_hand_made_scenes():
+    from refavs.synth.stats import twin_ambiguous
+
+    def obj(category, seconds, area):
+        return {"visual": {"category": category, "area": area}, "audio": {"seconds": seconds}}
+
+    on, off_late = [5] * 10, [5] * 5 + [0] * 5
+    expression = {"needs_audio": 1, "target": 0, "candidates_without_audio": [0, 1]}
+    # two bells, the target sounds while its twin is on screen: hearing a bell does not say which
+    assert twin_ambiguous({"objects": [obj("bell", [1, 2], on), obj("bell", [], on)]}, expression)
+    # the target is the silent twin: just as ambiguous
+    assert twin_ambiguous({"objects": [obj("bell", [], on), obj("bell", [3], on)]}, expression)
+    # the twin has left before the target sounds: the sound can only be the target's
+    assert not twin_ambiguous({"objects": [obj("bell", [7, 8], on), obj("bell", [], off_late)]}, expression)
+    # the other candidate is another category: its sound differs
+    assert not twin_ambiguous({"objects": [obj("bell", [1], on), obj("drum", [], on)]}, expression)
+    # rows that do not need audio, or a twin the expression already rules out, never count
+    assert not twin_ambiguous({"objects": [obj("bell", [1], on), obj("bell", [], on)]},
+                              {**expression, "needs_audio": 0})
+    assert not twin_ambiguous({"objects": [obj("bell", [1], on), obj("bell", [], on)]},
+                              {**expression, "candidates_without_audio": [0]})
 
 
 def test_cli_generates_and_refuses_to_overwrite(tmp_path):

@@ -141,6 +141,11 @@ class FusionConfig:
         cached_memory: apply the cached memory (False: the "without cached memory" ablation).
         modality_tags: insert the two tag tokens (False: the "without modality encoding" ablation).
         tag_values: fill values of the tag token after the audio cues and after the visual cues.
+        residual: wrap each of the three fusion attentions as ``LayerNorm(x + attention(x))``
+            (False: the bare attention output, as the reference page describes). A bare
+            attention at initialisation outputs nearly the mean of its values for every token,
+            so the words of the expression reach the prompt smeared; the residual keeps each
+            token's own content. Off in ``paper``, on in ``tiny``.
     """
 
     audio_dim: int = 128
@@ -154,6 +159,7 @@ class FusionConfig:
     cached_memory: bool = True
     modality_tags: bool = True
     tag_values: tuple[float, float] = (0.0, 1.0)
+    residual: bool = False
 
 
 @dataclass(frozen=True)
@@ -370,6 +376,7 @@ def _tiny() -> EEMCConfig:
             dim_feedforward=64, num_attention_heads=4, num_labels=1),
         fusion=FusionConfig(audio_dim=128, text_dim=384, mlp_hidden=256),
         trainable=TrainableConfig(train_segmenter=True),
+        loss=LossConfig(dice_weight=1.0),
     )
 
 

@@ -57,11 +57,13 @@ class BimodalAttention(nn.Module):
         dim: token width.
         num_heads: attention heads.
         dropout: attention dropout.
+        residual: return ``LayerNorm(tokens + attention)`` instead of the bare attention.
     """
 
-    def __init__(self, dim: int, num_heads: int, dropout: float = 0.0):
+    def __init__(self, dim: int, num_heads: int, dropout: float = 0.0, residual: bool = False):
         super().__init__()
         self.attn = nn.MultiheadAttention(dim, num_heads, dropout=dropout, batch_first=True)
+        self.norm = nn.LayerNorm(dim) if residual else None
 
     def forward(self, x: Tensor, text: Tensor, text_padding: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """x ``[B, N, d]``, text ``[B, L, d]``, text_padding ``[B, L]`` (True = padding) or None."""
@@ -70,7 +72,13 @@ class BimodalAttention(nn.Module):
         if text_padding is not None:
             key_padding = torch.cat([text_padding.new_zeros(x.shape[:2]), text_padding], dim=1)
         out, _ = self.attn(tokens, tokens, tokens, key_padding_mask=key_padding, need_weights=False)
+        out = residual_norm(self.norm, tokens, out)
         return out[:, : x.shape[1]], out[:, x.shape[1]:]
+
+
+def residual_norm(norm: nn.LayerNorm | None, x: Tensor, attended: Tensor) -> Tensor:
+    """``norm(x + attended)``, or ``attended`` alone without a norm (the bare attention)."""
+    return attended if norm is None else norm(x + attended)
 
 
 class FrameIntegration(nn.Module):
@@ -83,11 +91,14 @@ class FrameIntegration(nn.Module):
         across_clips: reproduce the reference, which gave ``[B, S, d]`` tensors to an attention
             without ``batch_first``: for each token slot and frame, it attends over the B clips.
             The padding mask does not apply then (the sequence axis is the clips).
+        residual: return ``LayerNorm(tokens + attention)`` instead of the bare attention.
     """
 
-    def __init__(self, dim: int, num_heads: int, dropout: float = 0.0, across_clips: bool = False):
+    def __init__(self, dim: int, num_heads: int, dropout: float = 0.0, across_clips: bool = False,
+                 residual: bool = False):
         super().__init__()
         self.attn = nn.MultiheadAttention(dim, num_heads, dropout=dropout, batch_first=True)
+        self.norm = nn.LayerNorm(dim) if residual else None
         self.across_clips = across_clips
 
     def forward(self, tokens: Tensor, padding: Tensor | None = None) -> Tensor:
@@ -97,11 +108,11 @@ class FrameIntegration(nn.Module):
             # The clip axis is the sequence; every (frame, slot) pair is one "batch" element.
             seq = tokens.reshape(b, t * s, d).transpose(0, 1)
             out, _ = self.attn(seq, seq, seq, need_weights=False)
-            return out.transpose(0, 1).reshape(b, t, s, d)
+            return residual_norm(self.norm, tokens, out.transpose(0, 1).reshape(b, t, s, d))
         flat = tokens.reshape(b * t, s, d)
         key_padding = None if padding is None else padding.repeat_interleave(t, dim=0)
         out, _ = self.attn(flat, flat, flat, key_padding_mask=key_padding, need_weights=False)
-        return out.reshape(b, t, s, d)
+        return residual_norm(self.norm, tokens, out.reshape(b, t, s, d))
 
 
 class MultimodalFusion(nn.Module):
@@ -118,19 +129,22 @@ class MultimodalFusion(nn.Module):
         modality_tags: insert the tag tokens, filled with ``tag_values``.
         visual_layout, visual_cached_memory, integration_across_clips, text_padding_mask:
             see :class:`refavs.models.config.CompatConfig`.
+        residual: ``LayerNorm(x + attention(x))`` around the three attentions (see
+            :class:`refavs.models.config.FusionConfig`).
     """
 
     def __init__(self, *, audio_dim: int, text_dim: int, dim: int, prompt_dim: int, mlp_hidden: int,
                  num_heads: int, dropout: float = 0.0, cache_beta: float = 1.0, cached_memory: bool = True,
                  modality_tags: bool = True, tag_values: tuple[float, float] = (0.0, 1.0),
                  visual_layout: str = "frames", visual_cached_memory: str = "frames",
-                 integration_across_clips: bool = False, text_padding_mask: bool = True):
+                 integration_across_clips: bool = False, text_padding_mask: bool = True, residual: bool = False):
         super().__init__()
         self.audio_proj = mlp(audio_dim, mlp_hidden, dim)
         self.text_proj = mlp(text_dim, mlp_hidden, dim)
-        self.audio_text = BimodalAttention(dim, num_heads, dropout)
-        self.visual_text = BimodalAttention(dim, num_heads, dropout)
-        self.integration = FrameIntegration(dim, num_heads, dropout, across_clips=integration_across_clips)
+        self.audio_text = BimodalAttention(dim, num_heads, dropout, residual)
+        self.visual_text = BimodalAttention(dim, num_heads, dropout, residual)
+        self.integration = FrameIntegration(dim, num_heads, dropout, across_clips=integration_across_clips,
+                                            residual=residual)
         self.prompt_proj = mlp(dim, mlp_hidden, prompt_dim)
         self.cache_beta = cache_beta
         self.use_cached_memory = cached_memory
@@ -147,7 +161,8 @@ class MultimodalFusion(nn.Module):
                    mlp_hidden=f.mlp_hidden, num_heads=f.num_heads, dropout=f.dropout, cache_beta=f.cache_beta,
                    cached_memory=f.cached_memory, modality_tags=f.modality_tags, tag_values=f.tag_values,
                    visual_layout=c.visual_layout, visual_cached_memory=c.visual_cached_memory,
-                   integration_across_clips=c.integration_across_clips, text_padding_mask=c.text_padding_mask)
+                   integration_across_clips=c.integration_across_clips, text_padding_mask=c.text_padding_mask,
+                   residual=f.residual)
 
     def _cues(self, x: Tensor, dim: int) -> Tensor:
         return cached_memory(x, self.cache_beta, dim) if self.use_cached_memory else x

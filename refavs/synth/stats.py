@@ -27,6 +27,11 @@ class SplitStats:
         clips: clips of the split.
         expressions: expressions (metadata rows).
         needs_audio: expressions with ``needs_audio = 1``.
+        twin_ambiguous: needs_audio expressions that the (mono) audio cannot settle either: the
+            target has a look-alike (same category, hence the same sound) among the objects that
+            fit without the audio, on screen in a second the target sounds in (or the target is
+            silent). Hearing the category does not say which of the two it is; see
+            :func:`twin_ambiguous`.
         objects_per_clip: number of clips with 1, 2, 3, 4 objects.
         cues: expressions using each cue type (an expression may use several).
         kinds: expressions per meaning kind (clause name or ``relation``).
@@ -39,6 +44,7 @@ class SplitStats:
     clips: int = 0
     expressions: int = 0
     needs_audio: int = 0
+    twin_ambiguous: int = 0
     objects_per_clip: dict[int, int] = field(default_factory=dict)
     cues: dict[str, int] = field(default_factory=dict)
     kinds: dict[str, int] = field(default_factory=dict)
@@ -98,6 +104,7 @@ def dataset_stats(root: str | Path) -> SynthStats:
                 counted[1] += NUM_FRAMES
                 continue
             target = rec["objects"][e["target"]]
+            s.twin_ambiguous += twin_ambiguous(rec, e)
             name = target["visual"]["category"]
             s.categories[name] = s.categories.get(name, 0) + 1
             area = target["visual"]["area"]
@@ -119,6 +126,24 @@ def dataset_stats(root: str | Path) -> SynthStats:
         s.objects_per_clip = dict(sorted(s.objects_per_clip.items()))
     ordered = {name: splits[name] for name in SPLITS if name in splits}
     return SynthStats(root=str(root), info=info, splits=ordered)
+
+
+def twin_ambiguous(scene: dict, expression: dict) -> bool:
+    """Whether a needs_audio expression stays ambiguous to a listener who hears every category's
+    sound but not where it comes from (mono audio): a look-alike of the target that fits the
+    expression without the audio is on screen while the target sounds (or the target is silent)."""
+    if not expression["needs_audio"] or expression["target"] is None:
+        return False
+    objects = scene["objects"]
+    target = objects[expression["target"]]
+    seconds = target["audio"]["seconds"]
+    for fid in expression["candidates_without_audio"]:
+        other = objects[fid]
+        if fid == expression["target"] or other["visual"]["category"] != target["visual"]["category"]:
+            continue
+        if not seconds or any(other["visual"]["area"][k] > 0 for k in seconds):
+            return True
+    return False
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -146,8 +171,9 @@ def format_stats(stats: SynthStats) -> str:
     for name, s in stats.splits.items():
         area = "/".join(f"{s.mask_area[f'p{p}']:.1f}" for p in AREA_PERCENTILES) if s.mask_area else "-"
         rows.append([name, str(s.clips), str(s.expressions), pct(s.needs_audio, s.expressions),
+                     pct(s.twin_ambiguous, s.needs_audio),
                      "/".join(str(s.objects_per_clip.get(n, 0)) for n in counts), area, f"{s.empty_frames:.0f}%"])
-    lines += _table(["split", "clips", "expressions", "needs_audio", f"objects/clip {'/'.join(map(str, counts))}",
+    lines += _table(["split", "clips", "expressions", "needs_audio", "of which twin-ambiguous", f"objects/clip {'/'.join(map(str, counts))}",
                      "target area % p10/p50/p90", "empty target frames"], rows)
     lines += ["", "cue types (expressions using each; one expression may use several)"]
     lines += _table(["split", *CUE_TYPES],
