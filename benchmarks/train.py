@@ -29,9 +29,11 @@ from train_step import make_batch  # noqa: E402 (a sibling benchmark's synthetic
 def time_steps(model, batch, device, precision: str, warmup: int, seconds: float) -> list[float]:
     import torch
 
+    from refavs.training.config import TrainConfig
     from refavs.training.evaluate import autocast
+    from refavs.training.trainer import build_optimizer
 
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    optimizer = build_optimizer([p for p in model.parameters() if p.requires_grad], TrainConfig(lr=1e-4))
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     times: list[float] = []
     start = time.perf_counter()

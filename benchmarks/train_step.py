@@ -66,6 +66,8 @@ def main(argv=None) -> int:
 
     from refavs.models.config import get_model_config
     from refavs.models.eemc import EEMC
+    from refavs.training.config import TrainConfig
+    from refavs.training.trainer import build_optimizer
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -79,7 +81,8 @@ def main(argv=None) -> int:
     batch = make_batch(ours.config, args.batch)
     runs = {}
     for name, model in models.items():
-        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+        optimizer = build_optimizer([p for p in model.parameters() if p.requires_grad],
+                                    TrainConfig(lr=1e-4))  # the trainer's AdamW (fused), for every model
         runs[name] = (model, optimizer, [])
 
     def step(model, optimizer) -> float:

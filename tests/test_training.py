@@ -137,8 +137,36 @@ def test_two_processes_of_batch_one_equal_one_of_batch_two(toy_with_features, tm
 
     torch.manual_seed(0)  # the recipe's seed: the weights both runs started from
     start = EEMC(get_model_config("tiny")).state_dict()
-    moved = max(float((a[k] - start[k]).abs().max()) for k in a if a[k].is_floating_point())
-    # tolerance: float32 sums in another order (all-reduce vs one batched mean), amplified by Adam
-    worst = max(float((a[k] - b[k]).abs().max()) for k in a if a[k].is_floating_point())
-    assert worst < 1e-4, worst
-    assert moved > 1e-3   # training did change the weights, so the comparison means something
+    keys = [k for k in a if a[k].is_floating_point()]
+    update = torch.cat([(a[k] - start[k]).flatten() for k in keys])
+    apart = torch.cat([(a[k] - b[k]).flatten() for k in keys])
+    # Tolerance: float32 sums in another order (all-reduce vs one batched mean) change the
+    # gradients at ~1e-7; Adam divides by the gradient's running size, so a parameter whose
+    # gradient is ~0 can still move by ~lr either way (max gap seen 1.1e-4 at lr 5e-4). So the
+    # whole update is compared: the runs' difference must be under 0.1 % of the update's norm
+    # (measured: 2.5e-4 against 0.70, 0.04 %).
+    assert float(update.norm()) > 1e-2   # training did change the weights, so the comparison means something
+    assert float(apart.norm()) < 1e-3 * float(update.norm()), (float(apart.norm()), float(update.norm()))
+    assert float(apart.abs().max()) < 5e-4   # and no parameter is off by more than one step's lr
+
+
+def test_build_optimizer_is_fused_adamw_with_the_loops_results():
+    from refavs.training.config import TrainConfig
+    from refavs.training.trainer import build_optimizer
+
+    cfg = TrainConfig(lr=1e-2, weight_decay=0.1)
+    torch.manual_seed(0)
+    a = [torch.nn.Parameter(torch.randn(5, 3)), torch.nn.Parameter(torch.randn(7))]
+    b = [torch.nn.Parameter(p.detach().clone()) for p in a]
+    start = [p.detach().clone() for p in a]
+    fused = build_optimizer(a, cfg)
+    loop = torch.optim.AdamW(b, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay, foreach=False)
+    assert fused.defaults["fused"] is True
+    for step in range(3):
+        for params, opt in ((a, fused), (b, loop)):
+            opt.zero_grad()
+            sum(((p * (step + 1)) ** 2).sum() for p in params).backward()
+            opt.step()
+    for p, q, p0 in zip(a, b, start):
+        assert float((p - p0).detach().abs().min()) > 1e-3   # every weight moved
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
