@@ -58,6 +58,7 @@ class DemoReport:
     data_dir: Path
     scores: dict = field(default_factory=dict)
     without_audio: dict = field(default_factory=dict)
+    without_text: dict = field(default_factory=dict)
     baseline: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)
     train: dict = field(default_factory=dict)
@@ -94,6 +95,7 @@ class DemoReport:
             "mix": mix,
             "needs_audio": self.needs_audio(),
             "without_audio": {name: score.to_dict() for name, score in self.without_audio.items()},
+            "without_text": {name: score.to_dict() for name, score in self.without_text.items()},
             "baseline_every_object": {name: score.to_dict() for name, score in self.baseline.items()},
             "goals": {g.name: {"goal": g.threshold, "lower_is_better": g.lower, "value": values[g.name],
                                "met": g.met(values[g.name])} for g in GOALS},
@@ -119,7 +121,14 @@ def _markdown(report: DemoReport, preset: str, seed: int) -> str:
     na = d["needs_audio"]
     lines += ["", f"needs_audio expressions of test_s + test_u ({na['n_expressions']}): J {na['J']:.3f} with audio, "
               f"{na['J_without_audio']:.3f} with the audio features zeroed.", ""]
+    if report.without_text:
+        lines += ["With the text features zeroed (how much the model reads the expression), J: " + ", ".join(
+            f"{name} {report.without_text[name].result.J:.3f} (with text {report.scores[name].result.J:.3f})"
+            for name in report.without_text if name != "test_n")
+            + (f"; test_n S {report.without_text['test_n'].result.S:.3f} (with text "
+               f"{report.scores['test_n'].result.S:.3f})." if "test_n" in report.without_text else "."), ""]
     for title, scores in (("EEMC tiny", report.scores), ("EEMC tiny, audio zeroed", report.without_audio),
+                          ("EEMC tiny, text zeroed", report.without_text),
                           ("baseline every-object", report.baseline)):
         lines += [f"## {title}", "", "```", format_report(ScoreReport(scores, "dataset")), "```", ""]
     lines += ["![true and predicted masks](predictions.png)", ""]
@@ -196,7 +205,8 @@ def run_demo(out_dir: str | Path, preset: str = "small", seed: int = 0, workers:
     report.timings["train"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    log(f"[5/6] evaluating {result.best.name} on {', '.join(EVAL_SPLITS)}, with and without audio ...")
+    log(f"[5/6] evaluating {result.best.name} on {', '.join(EVAL_SPLITS)}, with and without audio "
+        f"(and the test splits without text) ...")
     model = EEMC.from_pretrained(result.best, device=device or "cpu")
     kwargs = dict(batch_size=train_config.eval_batch_size, device=device or "cpu")
     report.scores = evaluate(model, data_dir, EVAL_SPLITS, store, features.image, save_pred=pred_dir / "eemc",
@@ -204,6 +214,8 @@ def run_demo(out_dir: str | Path, preset: str = "small", seed: int = 0, workers:
     report.without_audio = evaluate(model, data_dir, EVAL_SPLITS, store, features.image, ablate="audio",
                                     **kwargs).splits
     test_splits = EVAL_SPLITS[1:]
+    report.without_text = evaluate(model, data_dir, test_splits, store, features.image, ablate="text",
+                                   **kwargs).splits
     write_baseline("every-object", data_dir, test_splits, pred_dir / "every-object", workers=workers)
     report.baseline = score_predictions(data_dir, test_splits, pred_dir / "every-object", workers=workers).splits
     report.timings["evaluate"] = time.perf_counter() - t
