@@ -121,12 +121,13 @@ def _markdown(report: DemoReport, preset: str, seed: int) -> str:
     na = d["needs_audio"]
     lines += ["", f"needs_audio expressions of test_s + test_u ({na['n_expressions']}): J {na['J']:.3f} with audio, "
               f"{na['J_without_audio']:.3f} with the audio features zeroed.", ""]
-    if report.without_text:
-        lines += ["With the text features zeroed (how much the model reads the expression), J: " + ", ".join(
-            f"{name} {report.without_text[name].result.J:.3f} (with text {report.scores[name].result.J:.3f})"
-            for name in report.without_text if name != "test_n")
-            + (f"; test_n S {report.without_text['test_n'].result.S:.3f} (with text "
-               f"{report.scores['test_n'].result.S:.3f})." if "test_n" in report.without_text else "."), ""]
+    if report.without_text:  # how much the model reads the expression
+        parts = []
+        for name, scores in report.without_text.items():
+            metric = "S" if name == "test_n" else "J"
+            parts.append(f"{name} {metric} {getattr(scores.result, metric):.3f} "
+                         f"(with text {getattr(report.scores[name].result, metric):.3f})")
+        lines += ["With the text features zeroed: " + ", ".join(parts) + ".", ""]
     for title, scores in (("EEMC tiny", report.scores), ("EEMC tiny, audio zeroed", report.without_audio),
                           ("EEMC tiny, text zeroed", report.without_text),
                           ("baseline every-object", report.baseline)):

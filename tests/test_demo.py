@@ -26,7 +26,7 @@ def test_demo_end_to_end_and_rerun(tmp_path, capsys):
     assert report["train"]["steps"] == 2
     # the text ablation of the test splits: how much the model reads the expression
     assert set(report["without_text"]) == {"test_s", "test_u", "test_n"}
-    assert "text features zeroed" in printed and "## EEMC tiny, text zeroed" in (out / "report.md").read_text()
+    assert "text features zeroed: test_s J" in printed and "## EEMC tiny, text zeroed" in (out / "report.md").read_text()
     assert len(report["goals"]) == 5 and all(isinstance(g["met"], bool) for g in report["goals"].values())
     # the baseline that segments every object beside the model, and the picture of predictions
     assert report["baseline_every_object"]["test_n"]["S"] > 0

@@ -147,6 +147,7 @@ def reports(data, preds, tmp_path_factory) -> dict[str, Path]:
                                             aggregation="reference", workers=1).to_dict(),  # ScoreReport.to_dict
         "demo": DemoReport(out_dir=folder, data_dir=data, scores=perfect.splits,          # the main job's report.json
                            without_audio=score_predictions(data, TEST_SPLITS, preds["empty"], workers=1).splits,
+                           without_text=score_predictions(data, TEST_SPLITS, preds["every"], workers=1).splits,
                            baseline=score_predictions(data, TEST_SPLITS, preds["every"], workers=1).splits,
                            timings={"train": 6.0}, train={"run_dir": "run", "steps": 3}).to_dict(),
     }
@@ -168,6 +169,7 @@ def test_report_kinds(reports, tmp_path, name, kind, splits):
     if kind == "demo":
         assert parsed.mix["J"] == pytest.approx(1.0) and parsed.needs_audio["J_without_audio"] < 1.0
         assert len(parsed.goals) == 5 and parsed.baseline and parsed.without_audio
+        assert parsed.without_text["test_s"]["J"] == pytest.approx(parsed.baseline["test_s"]["J"])
     before = "matplotlib.pyplot" in sys.modules
     out = render_report(reports[name], tmp_path / "report.png", ReportStyle(dpi=50))
     assert ("matplotlib.pyplot" in sys.modules) == before           # no pyplot state

@@ -31,8 +31,9 @@ SPLIT_COLOURS: dict[str, str] = {"train": "#2ca02c", "val": "#8c8c8c", "test_s":
                                  "test_u": "#ff7f0e", "test_n": "#9467bd"}
 """Bar colour of each split."""
 
-RUN_COLOURS: dict[str, str] = {"EEMC": "#3557a8", "audio zeroed": "#9db4e0", "every-object baseline": "#b8b8b8"}
-"""Bar colour of each run in the with/without-audio chart of the main job's report."""
+RUN_COLOURS: dict[str, str] = {"EEMC": "#3557a8", "audio zeroed": "#9db4e0", "text zeroed": "#e0a85c",
+                               "every-object baseline": "#b8b8b8"}
+"""Bar colour of each run in the with/without-audio (and text) chart of the main job's report."""
 
 NULL_SPLIT, NULL_CUE, NEEDS_AUDIO = "test_n", "null", "needs_audio"
 _SPLIT_KEYS = ("J", "F", "S", "n_expressions", "n_frames")
@@ -95,6 +96,7 @@ class ReportData:
         aggregation: ``dataset`` or ``reference`` when the JSON says.
         mix: ``{"J", "F"}``, the mean of test_s and test_u, when both are there.
         without_audio: the main job's scores with the audio features zeroed (split -> split dict).
+        without_text: the main job's test-split scores with the text features zeroed.
         baseline: the main job's every-object baseline (split -> split dict).
         needs_audio: the main job's ``{"J", "J_without_audio", "n_expressions"}`` on test_s + test_u.
         goals: the main job's goals (name -> ``{"goal", "lower_is_better", "value", "met"}``).
@@ -107,6 +109,7 @@ class ReportData:
     aggregation: str | None = None
     mix: dict | None = None
     without_audio: dict[str, dict] = field(default_factory=dict)
+    without_text: dict[str, dict] = field(default_factory=dict)
     baseline: dict[str, dict] = field(default_factory=dict)
     needs_audio: dict | None = None
     goals: dict[str, dict] = field(default_factory=dict)
@@ -155,6 +158,7 @@ def parse_report(data, source: str = "<report>") -> ReportData:
             kind="demo", source=source, splits=splits, aggregation="dataset",
             mix=_mix(splits, mix.get("J"), mix.get("F")),
             without_audio=_check_splits(data.get("without_audio") or {}, source, "without_audio"),
+            without_text=_check_splits(data.get("without_text") or {}, source, "without_text"),
             baseline=_check_splits(data.get("baseline_every_object") or {}, source, "baseline_every_object"),
             needs_audio=data.get("needs_audio") if isinstance(data.get("needs_audio"), dict) else None,
             goals=data["goals"] if isinstance(data["goals"], dict) else {},
@@ -196,18 +200,18 @@ def _split_table(ax, report: ReportData, style: ReportStyle) -> None:
     demo = report.kind == "demo"
     header = ["split", "expressions", "frames", "J", "F", "S"]
     if demo:
-        header += ["J audio zeroed", "J every-object"]
+        header += ["J audio zeroed", "J text zeroed", "J every-object"]
     rows = []
     for name, s in report.splits.items():
         row = [name, str(s["n_expressions"]), str(s["n_frames"]), _number(s["J"]), _number(_f_of(s)), _number(s["S"])]
         if demo:
-            row += [_number(report.without_audio.get(name, {}).get("J")),
-                    _number(report.baseline.get(name, {}).get("J"))]
+            row += [_number(runs.get(name, {}).get("J")) for runs in
+                    (report.without_audio, report.without_text, report.baseline)]
         rows.append(row)
     if report.mix is not None:
         row = ["Mix", "", "", _number(report.mix["J"]), _number(report.mix["F"]), ""]
         if demo:
-            row += [_mix_of(report.without_audio), _mix_of(report.baseline)]
+            row += [_mix_of(report.without_audio), _mix_of(report.without_text), _mix_of(report.baseline)]
         rows.append(row)
     _table(ax, header, rows, style, bold_last=report.mix is not None)
     ax.set_title("scores per split", fontsize=10, loc="left", pad=4)
@@ -333,7 +337,8 @@ def _pooled(splits: dict[str, dict], cue: str) -> float | None:
 
 
 def _audio_chart(ax, report: ReportData) -> None:
-    runs = {"EEMC": report.splits, "audio zeroed": report.without_audio, "every-object baseline": report.baseline}
+    runs = {"EEMC": report.splits, "audio zeroed": report.without_audio, "text zeroed": report.without_text,
+            "every-object baseline": report.baseline}
     runs = {name: splits for name, splits in runs.items() if splits}
     groups, series = [], {name: [] for name in runs}
     for s in report.splits:
@@ -360,7 +365,8 @@ def _audio_chart(ax, report: ReportData) -> None:
     if isinstance(na.get("J"), (int, float)) and isinstance(na.get("J_without_audio"), (int, float)):
         gap = f": needs_audio J gap {na['J'] - na['J_without_audio']:+.3f}"
     _bars(ax, groups, series, RUN_COLOURS, "J (S for test_n)",
-          f"with the audio, with the audio features zeroed, and the every-object baseline (look, don't listen){gap}")
+          f"with the audio, with the audio (or text) features zeroed, and the every-object baseline "
+          f"(look, don't listen){gap}")
 
 
 def report_figure(report: ReportData, style: ReportStyle = ReportStyle()):
