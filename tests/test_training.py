@@ -170,3 +170,22 @@ def test_build_optimizer_is_fused_adamw_with_the_loops_results():
     for p, q, p0 in zip(a, b, start):
         assert float((p - p0).detach().abs().min()) > 1e-3   # every weight moved
         torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+
+
+def test_expression_signal_diagnostic(toy_with_features, capsys):
+    """benchmarks/expression_signal.py: per-stage differences between two expressions of one clip."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("expression_signal", REPO / "benchmarks" / "expression_signal.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.relative_difference(torch.tensor([3.0, 4.0]), torch.tensor([3.0, 4.0])) == 0.0
+    assert module.relative_difference(torch.tensor([0.0, 2.0]), torch.tensor([2.0, 0.0])) == pytest.approx(2 ** 0.5)
+
+    assert module.main(["--data-dir", str(toy_with_features), "--pairs", "1"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["pairs"] == 1 and list(result["stages"]) == list(module.STAGES)
+    assert result["stages"]["text_proj"] > 0.1            # two different sentences
+    assert all(v >= 0 for v in result["stages"].values())
+    with pytest.raises(SystemExit):                      # test_n has one expression per clip: no pair
+        module.main(["--data-dir", str(toy_with_features), "--split", "test_n"])
