@@ -39,8 +39,8 @@ def relative_difference(a, b) -> float:
 def different_target_pairs(dataset, limit: int) -> list[tuple[int, int]]:
     """Up to ``limit`` index pairs of expressions of one clip whose targets differ (first in metadata order)."""
     by_clip = defaultdict(list)
-    for index, (e, folder) in enumerate(zip(dataset.expressions, dataset._folders)):
-        by_clip[folder].append((index, e))
+    for index, e in enumerate(dataset.expressions):
+        by_clip[e.vid].append((index, e))
     pairs = []
     for rows in by_clip.values():
         for (i, a), (j, b) in zip(rows, rows[1:]):
