@@ -202,3 +202,18 @@ def test_loss_and_post_processing():
         mask_loss(logits, targets[:1])
     assert torch.allclose(probabilities(logits), torch.sigmoid(logits))
     assert binary_masks(logits, 0.4).tolist() == [[True, True], [False, True]]
+
+
+def test_read_out_made_first_under_inference_mode_still_trains():
+    """The resize matrices are cached: the first call may come from inference (``refavs predict``,
+    the app), and a later training step in the same process must still backpropagate through them."""
+    from refavs.models.readout import resize_matrix
+
+    resize_matrix.cache_clear()
+    class_logits, query_logits = torch.randn(1, 3, 2), torch.randn(1, 3, 6, 6)
+    with torch.inference_mode():
+        read_out_masks(class_logits, query_logits, object_class=0, image_size=24, mask_size=16)
+    query_logits.requires_grad_(True)
+    masks, _ = read_out_masks(class_logits, query_logits, object_class=0, image_size=24, mask_size=16)
+    masks.sum().backward()
+    assert query_logits.grad is not None and query_logits.grad.abs().sum() > 0

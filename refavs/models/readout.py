@@ -49,8 +49,11 @@ def read_out_masks(class_logits: Tensor, query_mask_logits: Tensor, *, object_cl
 def resize_matrix(size: int, steps: tuple[int, ...], device: torch.device, dtype: torch.dtype) -> Tensor:
     """The ``[steps[-1], size]`` matrix of 1-D bilinear resizing (``align_corners=False``) from
     ``size`` through each length of ``steps`` in turn, with the weights ``F.interpolate`` uses
-    (obtained by resizing the identity), so ``M @ x @ M.T`` equals the chain of 2-D resizes."""
-    with torch.no_grad():
+    (obtained by resizing the identity), so ``M @ x @ M.T`` equals the chain of 2-D resizes.
+
+    The matrix is cached, so it is always built as an ordinary tensor, even when first asked for
+    under ``torch.inference_mode`` (an inference tensor could not be used by a later training step)."""
+    with torch.inference_mode(False), torch.no_grad():
         m = torch.eye(size, dtype=torch.float64)
         for n in steps:  # columns of m are basis vectors along the resized axis: [size, 1, len, 1]
             m = F.interpolate(m[:, None, :, None], size=(n, 1), mode="bilinear", align_corners=False)[:, 0, :, 0]
