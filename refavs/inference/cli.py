@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import sys
 import time
 import warnings
 from pathlib import Path
+
+from refavs.cli import fail
 
 PROG = "predict"
 
@@ -46,9 +49,7 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def _fail(message: str, status: int = 2) -> int:
-    print(f"refavs {PROG}: error: {message}", file=sys.stderr)
-    return status
+_fail = functools.partial(fail, PROG)
 
 
 @contextlib.contextmanager

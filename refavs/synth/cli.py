@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from pathlib import Path
 
-PROG = "refavs synth"
+from refavs.cli import fail
 
 
 def register(subparsers) -> None:
@@ -49,9 +50,7 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def _error(message: str, status: int = 2) -> int:
-    print(f"{PROG}: error: {message}", file=sys.stderr)
-    return status
+_error = functools.partial(fail, "synth")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -8,6 +8,7 @@ import json
 import sys
 from pathlib import Path
 
+from refavs.cli import fail as _fail
 from refavs.data.layout import SPLITS
 
 
@@ -64,11 +65,6 @@ def register(subparsers) -> None:
     e.add_argument("--mixed-precision", choices=("no", "bf16", "fp16"), default="no")
     e.add_argument("--cache-dir", type=Path, help="feature cache folder (default: inside the dataset)")
     e.set_defaults(func=run_eval)
-
-
-def _fail(prog: str, message: str, status: int) -> int:
-    print(f"refavs {prog}: error: {message}", file=sys.stderr)
-    return status
 
 
 def run_train(args: argparse.Namespace) -> int:

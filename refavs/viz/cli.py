@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
+import functools
 from pathlib import Path
 
-PROG = "refavs viz"
+from refavs.cli import fail
 
 
 def _dpi(text: str) -> int:
@@ -63,9 +63,7 @@ def register(subparsers) -> None:
     r.set_defaults(func=run_report)
 
 
-def _error(message: str, status: int = 2) -> int:
-    print(f"{PROG}: error: {message}", file=sys.stderr)
-    return status
+_error = functools.partial(fail, "viz")
 
 
 def _check_out(out: Path) -> str | None:
