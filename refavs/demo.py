@@ -5,7 +5,8 @@ Steps, each printed as it runs (everything lands in ``--out``):
 1. generate Ref-AVS Synth (``--preset small``) in the official layout, or reuse it when
    ``OUT/data`` already holds the same generation;
 2. validate it with the dataset checker (any problem stops the demo);
-3. extract the ``tiny`` features of every split into the cache (reused when present);
+3. extract the ``tiny`` features of every split, and the decoded frames and masks, into the
+   cache (reused when present);
 4. train the ``tiny`` EEMC config into ``OUT/run`` (an interrupted demo resumes it);
 5. evaluate the best checkpoint on val, test_s, test_u and test_n, with the audio and with the
    audio features zeroed, and score the ``every-object`` baseline (look, don't listen) beside it;
@@ -191,8 +192,9 @@ def run_demo(out_dir: str | Path, preset: str = "small", seed: int = 0, workers:
     report.timings["generate"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    log(f"[3/6] extracting the {model_config.feature_preset} features of every split ...")
-    features, store = prepare_features(data_dir, model_config, ("train", *EVAL_SPLITS), progress=sys.stderr.isatty())
+    log(f"[3/6] extracting the {model_config.feature_preset} features, frames and masks of every split ...")
+    features, store = prepare_features(data_dir, model_config, ("train", *EVAL_SPLITS), progress=sys.stderr.isatty(),
+                                       media=True)  # decoded frames and masks too: no PNG decoding per step
     report.timings["features"] = time.perf_counter() - t
 
     t = time.perf_counter()

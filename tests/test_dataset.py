@@ -53,8 +53,9 @@ def test_sample_and_batch_shapes_and_values(cached, monkeypatch):
     assert batch.pixel_values.shape == (3, 10, 3, 32, 32) and batch.audio.shape == (3, 10, 128)
     assert batch.text.shape == (3, 25, 6) and batch.text_mask.shape == (3, 25) and batch.masks.shape == (3, 10, 256, 256)
     assert batch.uids == [e.uid for e in ds.expressions]
+    assert batch.clips == ds.clips == [layout.resolve_folder(e.uid, e.vid) for e in ds.expressions]
     moved = batch.to("cpu")
-    assert torch.equal(moved.text, batch.text) and moved.uids == batch.uids
+    assert torch.equal(moved.text, batch.text) and moved.uids == batch.uids and moved.clips == batch.clips
 
 
 def test_without_masks_and_through_a_dataloader(cached):

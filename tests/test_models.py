@@ -111,6 +111,33 @@ def test_pixel_level_module_runs_once_per_forward(source, calls):
     assert torch.allclose(out, logits(build(), make_batch(model.config)), atol=1e-6)  # same result, more work
 
 
+def test_expressions_of_one_clip_share_one_pixel_level_pass():
+    model = build().train()
+    batch = make_batch(model.config, clips=3)
+    batch.pixel_values[1] = batch.pixel_values[0]  # expressions 0 and 1 are of one clip
+    shared = dataclasses.replace(batch, clips=["a", "a", "b"])
+    frames_seen = []
+    handle = model.pixel_level_module.register_forward_hook(lambda mod, args, out: frames_seen.append(len(args[0])))
+    results = []
+    for b in (batch, shared):
+        model.zero_grad(set_to_none=True)
+        out = model(b)
+        out.loss.backward()
+        results.append((out.mask_logits.detach(), out.loss.detach(),
+                        {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}))
+    handle.remove()
+    t = model.config.fusion.num_frames
+    assert frames_seen == [3 * t, 2 * t]  # one pass over 3 clips' frames, then over 2
+    (l1, loss1, g1), (l2, loss2, g2) = results
+    assert torch.allclose(l1, l2, atol=1e-5) and torch.allclose(loss1, loss2, atol=1e-6)
+    assert g1.keys() == g2.keys()
+    assert all(torch.allclose(g1[n], g2[n], rtol=1e-3, atol=1e-6) for n in g1)
+    with pytest.raises(ValueError, match="clip id 'a' but different frames"):
+        model(dataclasses.replace(batch, clips=["a", "b", "a"]))
+    with pytest.raises(ValueError, match="clips has 2 ids for a batch of 3"):
+        model(dataclasses.replace(batch, clips=["a", "b"]))
+
+
 def test_prompt_inputs_change_the_output():
     model = build()
     batch = make_batch(model.config)

@@ -68,6 +68,7 @@ def test_overrides_parse_by_field_type():
     ("fusion.num_heads=7", "does not divide the visual width 128"),
     ("trainable.groups=projections,everything", "unknown groups ['everything']"),
     ("segmenter.image_size=100", "not a multiple of the backbone stride 32"),
+    ("loss.dice_weight=-1", "loss weights must be >= 0: loss.dice_weight=-1.0"),
 ])
 def test_bad_overrides_are_explained(override, message):
     with pytest.raises(ValueError) as err:

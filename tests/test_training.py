@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 
 from conftest import build_toy_dataset
 from refavs.cli import main
-from refavs.training.sampling import rank_batches
+from refavs.training.sampling import clip_groups, rank_batches
 
 REPO = Path(__file__).resolve().parents[1]
 FAST = ["batch_size=2", "log_every_steps=1", "warmup_steps=0"]
@@ -51,6 +51,22 @@ def test_rank_batches_split_one_order():
     r1 = rank_batches(7, seed=3, epoch=1, batch_size=1, rank=1, world_size=2)
     assert [a + b for a, b in zip(r0, r1)] == one          # step k sees the same clips
     assert rank_batches(7, 3, 2, 2) != one                 # another epoch, another order
+
+
+def test_rank_batches_keep_the_expressions_of_a_clip_together():
+    clips = ["a", "b", "a", "c", "b", "c", "d"]
+    groups = clip_groups(clips)
+    assert groups == [[0, 2], [1, 4], [3, 5], [6]]
+    one = rank_batches(7, seed=3, epoch=1, batch_size=2, groups=groups)
+    assert sorted(i for batch in one for i in batch) == [0, 1, 2, 3, 4, 5, 6, one[0][0]]  # padded by 1
+    order = [i for batch in one for i in batch][:7]
+    assert all(abs(order.index(g[0]) - order.index(g[1])) == 1 for g in groups if len(g) == 2)  # clips stay whole
+    r0 = rank_batches(7, 3, 1, 1, rank=0, world_size=2, groups=groups)
+    r1 = rank_batches(7, 3, 1, 1, rank=1, world_size=2, groups=groups)
+    assert [a + b for a, b in zip(r0, r1)] == one  # step k sees the same expressions
+    assert rank_batches(7, 3, 2, 2, groups=groups) != one
+    with pytest.raises(ValueError, match="partition"):
+        rank_batches(7, 3, 1, 2, groups=[[0, 1], [2]])
 
 
 def test_train_eval_score_and_ablation(toy_with_features, tmp_path, capsys):

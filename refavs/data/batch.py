@@ -19,6 +19,7 @@ class ClipSample:
         text_mask: ``[L]`` bool, True for real tokens.
         masks: ``[T, S, S]`` float32 0/1 targets (S = 256), None without ground truth.
         uid: the expression id.
+        clip: the clip's media folder (expressions of one clip share their frames).
     """
 
     pixel_values: torch.Tensor
@@ -27,6 +28,7 @@ class ClipSample:
     text_mask: torch.Tensor
     masks: torch.Tensor | None
     uid: str
+    clip: str | None = None
 
 
 @dataclass
@@ -41,6 +43,8 @@ class ClipBatch:
         text_mask: ``[B, L]`` bool, True for real tokens.
         masks: ``[B, T, 256, 256]`` float32 0/1 targets, None at inference.
         uids: the B expression ids, in batch order.
+        clips: the B clip ids (media folders), or None. Expressions with the same clip id must
+            have the same frames; EEMC then runs its pixel-level module once for them.
     """
 
     pixel_values: torch.Tensor
@@ -49,6 +53,7 @@ class ClipBatch:
     text_mask: torch.Tensor
     masks: torch.Tensor | None
     uids: list[str]
+    clips: list[str] | None = None
 
     def __len__(self) -> int:
         return len(self.uids)
@@ -57,13 +62,13 @@ class ClipBatch:
         """The same batch with every tensor on ``device``."""
         move = lambda t: None if t is None else t.to(device, non_blocking=non_blocking)  # noqa: E731
         return ClipBatch(move(self.pixel_values), move(self.audio), move(self.text), move(self.text_mask),
-                         move(self.masks), list(self.uids))
+                         move(self.masks), list(self.uids), self.clips)
 
     def pin_memory(self) -> "ClipBatch":
         """Pinned copies (DataLoader calls this with ``pin_memory=True``)."""
         pin = lambda t: None if t is None else t.pin_memory()  # noqa: E731
         return ClipBatch(pin(self.pixel_values), pin(self.audio), pin(self.text), pin(self.text_mask),
-                         pin(self.masks), list(self.uids))
+                         pin(self.masks), list(self.uids), self.clips)
 
 
 def collate_clips(samples: Sequence[ClipSample]) -> ClipBatch:
@@ -78,4 +83,5 @@ def collate_clips(samples: Sequence[ClipSample]) -> ClipBatch:
         text_mask=torch.stack([s.text_mask for s in samples]),
         masks=torch.stack([s.masks for s in samples]) if with_masks else None,
         uids=[s.uid for s in samples],
+        clips=[s.clip for s in samples] if all(s.clip is not None for s in samples) else None,
     )

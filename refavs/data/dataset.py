@@ -124,6 +124,11 @@ class RefAVSDataset(Dataset):
     def __len__(self) -> int:
         return len(self.expressions)
 
+    @property
+    def clips(self) -> list[str]:
+        """The clip (media folder) of every expression, in dataset order."""
+        return list(self._folders)
+
     def __getitem__(self, index: int) -> ClipSample:
         e, folder = self.expressions[index], self._folders[index]
         frames = self._frames(folder)
@@ -139,4 +144,5 @@ class RefAVSDataset(Dataset):
             text_mask=torch.from_numpy(np.asarray(mask, dtype=bool)),
             masks=masks,
             uid=e.uid,
+            clip=folder,
         )

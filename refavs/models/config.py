@@ -350,6 +350,10 @@ def _validate(c: EEMCConfig) -> list[str]:
     unknown = [g for g in c.trainable.groups if g not in GROUPS]
     if unknown:
         problems.append(f"trainable.groups has unknown groups {unknown}; known: {', '.join(GROUPS)}")
+    negative = [f"loss.{k.name}={getattr(c.loss, k.name)}" for k in dataclasses.fields(c.loss)
+                if k.type in (float, "float") and getattr(c.loss, k.name) < 0]
+    if negative:
+        problems.append("loss weights must be >= 0: " + ", ".join(negative))
     for name in ("audio_dim", "text_dim", "text_tokens", "num_frames", "mlp_hidden"):
         if getattr(f, name) < 1:
             problems.append(f"fusion.{name} must be positive")

@@ -54,6 +54,38 @@ class EEMCOutput:
         return probabilities(self.mask_logits)
 
 
+def shared_clips(pixel_values: Tensor, clips: list[str] | None) -> tuple[Tensor | None, Tensor | None]:
+    """Which expressions of a batch share a clip.
+
+    Returns ``(None, None)`` when ``clips`` is None or every clip id differs; otherwise the index
+    of the first expression of each distinct clip (``[C]``) and, for each of the ``B * T``
+    frames of the batch, its row among the ``C * T`` frames of those clips.
+    Raises ValueError when two expressions of one clip id have different frames.
+    """
+    b, t = pixel_values.shape[:2]
+    if clips is None:
+        return None, None
+    if len(clips) != b:
+        raise ValueError(f"clips has {len(clips)} ids for a batch of {b} expressions")
+    slot: dict[str, int] = {}
+    first: list[int] = []
+    owner = []
+    for i, clip in enumerate(clips):
+        if clip not in slot:
+            slot[clip] = len(first)
+            first.append(i)
+        elif not torch.equal(pixel_values[i], pixel_values[first[slot[clip]]]):
+            raise ValueError(f"expressions {first[slot[clip]]} and {i} of the batch have clip id {clip!r} "
+                             "but different frames")
+        owner.append(slot[clip])
+    if len(first) == b:
+        return None, None
+    device = pixel_values.device
+    owner_t = torch.tensor(owner, device=device)
+    frame_index = (owner_t[:, None] * t + torch.arange(t, device=device)).flatten()
+    return torch.tensor(first, device=device), frame_index
+
+
 class EEMC(nn.Module):
     """The Ref-AVS model. Build it with :meth:`from_config` / ``EEMC(config)``, or load a saved one
     with :meth:`from_pretrained`.
@@ -155,7 +187,8 @@ class EEMC(nn.Module):
     # ------------------------------------------------------------------------- forward
 
     def forward(self, pixel_values: Tensor | ClipBatch, audio: Tensor | None = None, text: Tensor | None = None,
-                text_mask: Tensor | None = None, masks: Tensor | None = None) -> EEMCOutput:
+                text_mask: Tensor | None = None, masks: Tensor | None = None,
+                clips: list[str] | None = None) -> EEMCOutput:
         """Mask logits for every frame of every clip, and the loss when ``masks`` are given.
 
         Args:
@@ -164,24 +197,33 @@ class EEMC(nn.Module):
             text: ``[B, L, Dt]`` text token features.
             text_mask: ``[B, L]`` bool, True for real tokens (None: all real).
             masks: ``[B, T, 256, 256]`` 0/1 targets, or None.
+            clips: the B clip ids, or None. The pixel-level module (and the visual tokens) then
+                runs once per distinct clip, whose expressions share its outputs: the same
+                result, at the cost of one clip. Expressions of one clip id must have the same
+                frames (ValueError otherwise).
         """
         if isinstance(pixel_values, ClipBatch):
             batch = pixel_values
-            pixel_values, audio, text, text_mask, masks = (batch.pixel_values, batch.audio, batch.text,
-                                                           batch.text_mask, batch.masks)
+            pixel_values, audio, text, text_mask, masks, clips = (batch.pixel_values, batch.audio, batch.text,
+                                                                  batch.text_mask, batch.masks, batch.clips)
         self._check_inputs(pixel_values, audio, text, text_mask, masks)
         b, t = pixel_values.shape[:2]
-        frames = pixel_values.flatten(0, 1)
+        first, frame_index = shared_clips(pixel_values, clips)
+        frames = (pixel_values if first is None else pixel_values[first]).flatten(0, 1)
 
         visual_map = self._separate_visual_map(frames)  # None unless a reference-way switch is on
         pixel = self.pixel_level_module(frames)
         if visual_map is None:  # the backbone's last stage from the pass that feeds the pixel decoder
             visual_map = pixel.encoder_last_hidden_state
+        multi_scale, mask_features = pixel.decoder_hidden_states, pixel.decoder_last_hidden_state
+        if frame_index is not None:  # every expression's frames from its clip's single pass
+            visual_map, mask_features = visual_map[frame_index], mask_features[frame_index]
+            multi_scale = tuple(x[frame_index] for x in multi_scale)
 
         prompt, prompt_valid = self.fusion(visual_map, audio, text, text_mask)
         with self._prompting.active(prompt, prompt_valid):
             decoded = self.segmenter.model.transformer_module(
-                multi_scale_features=pixel.decoder_hidden_states, mask_features=pixel.decoder_last_hidden_state)
+                multi_scale_features=multi_scale, mask_features=mask_features)
         class_logits = self.segmenter.class_predictor(decoded.intermediate_hidden_states[-1].transpose(0, 1))
         mask_logits, probs = read_out_masks(
             class_logits, decoded.masks_queries_logits[-1], object_class=self.config.segmenter.object_class,

@@ -46,6 +46,10 @@ class TrainConfig:
         keep_checkpoints: step checkpoints kept besides ``best`` (older ones are deleted).
         log_every_steps: write a line to ``log.jsonl`` every this many optimiser steps.
         max_steps: stop after this many optimiser steps in all (None: run every epoch).
+        batch_by_clip: visit the training clips in a seeded order with each clip's expressions
+            together, so a batch holds whole clips where its size allows and EEMC runs the
+            pixel-level module once per clip (False: expressions in a seeded order, as the
+            reference).
     """
 
     name: str = "custom"
@@ -68,6 +72,7 @@ class TrainConfig:
     keep_checkpoints: int = 2
     log_every_steps: int = 10
     max_steps: int | None = None
+    batch_by_clip: bool = False
 
     def __post_init__(self) -> None:
         positive = ("epochs", "batch_size", "eval_batch_size", "grad_accum_steps", "val_every_epochs",
@@ -102,7 +107,8 @@ def _paper() -> TrainConfig:
 
 def _tiny() -> TrainConfig:
     return TrainConfig(name="tiny", epochs=12, lr=5e-4, batch_size=4, eval_batch_size=8,
-                       scheduler="cosine", warmup_steps=20, max_grad_norm=1.0, log_every_steps=5)
+                       scheduler="cosine", warmup_steps=20, max_grad_norm=1.0, log_every_steps=5,
+                       batch_by_clip=True)
 
 
 TRAIN_RECIPES = {"paper": _paper, "tiny": _tiny}

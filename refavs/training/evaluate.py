@@ -39,7 +39,7 @@ def ablate_batch(batch: ClipBatch, ablate: str | None) -> ClipBatch:
     key = {"visual": "pixel_values"}.get(ablate, ablate)
     fields[key] = torch.zeros_like(fields[key])
     return ClipBatch(fields["pixel_values"], fields["audio"], fields["text"], batch.text_mask, batch.masks,
-                     list(batch.uids))
+                     list(batch.uids), batch.clips)
 
 
 def autocast(device: torch.device, mixed_precision: str):
@@ -89,7 +89,8 @@ def evaluate(model, data_dir: str | Path, splits: Sequence[str], features, image
                 bar = tqdm(total=len(dataset), desc=f"eval {split}", unit="clip", leave=False)
             for batch in loader:
                 batch = ablate_batch(batch, ablate).to(device)
-                inputs = ClipBatch(batch.pixel_values, batch.audio, batch.text, batch.text_mask, None, batch.uids)
+                inputs = ClipBatch(batch.pixel_values, batch.audio, batch.text, batch.text_mask, None, batch.uids,
+                                   batch.clips)
                 with autocast(device, mixed_precision):
                     logits = model(inputs).mask_logits.float()
                 if save_pred is None:

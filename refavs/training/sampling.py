@@ -1,13 +1,20 @@
-"""The order in which training clips are seen: deterministic per (seed, epoch) and resumable.
+"""The order in which training expressions are seen: deterministic per (seed, epoch) and resumable.
 
 Every process computes the same permutation of the training set for an epoch, pads it to a
 multiple of ``world_size * batch_size`` by repeating its start (as ``DistributedSampler``),
-and takes every ``world_size``-th index from its rank. So optimiser step ``k`` of 2 processes
-with batch 1 sees the same clips as step ``k`` of 1 process with batch 2, and a resumed run
-skips exactly the micro-batches already done.
+and cuts it into optimiser steps of ``world_size * batch_size`` items; rank ``r`` takes the
+``r``-th run of ``batch_size`` items of each step. So optimiser step ``k`` of 2 processes
+with batch 1 sees the same expressions as step ``k`` of 1 process with batch 2, and a resumed
+run skips exactly the micro-batches already done.
+
+With ``groups`` (the expressions of each clip), the permutation is of clips, and each clip's
+expressions follow one another, so a batch holds whole clips where the batch size allows:
+EEMC then runs its pixel-level module once per clip (see :meth:`refavs.models.eemc.EEMC.forward`).
 """
 
 from __future__ import annotations
+
+from typing import Sequence
 
 import torch
 
@@ -18,14 +25,31 @@ def epoch_order(num_items: int, seed: int, epoch: int) -> list[int]:
     return torch.randperm(num_items, generator=generator).tolist()
 
 
-def rank_batches(num_items: int, seed: int, epoch: int, batch_size: int, rank: int = 0,
-                 world_size: int = 1) -> list[list[int]]:
-    """This rank's micro-batches of an epoch, in order (every rank gets the same number)."""
+def rank_batches(num_items: int, seed: int, epoch: int, batch_size: int, rank: int = 0, world_size: int = 1,
+                 groups: Sequence[Sequence[int]] | None = None) -> list[list[int]]:
+    """This rank's micro-batches of an epoch, in order (every rank gets the same number).
+
+    Args:
+        groups: optional partition of ``range(num_items)`` (e.g. the expressions of each clip);
+            the epoch then visits the groups in a seeded order, each group's items together.
+    """
     if num_items < 1:
         raise ValueError("the training split is empty")
-    order = epoch_order(num_items, seed, epoch)
+    if groups is None:
+        order = epoch_order(num_items, seed, epoch)
+    else:
+        if sorted(i for g in groups for i in g) != list(range(num_items)):
+            raise ValueError(f"groups must partition the {num_items} items")
+        order = [i for g in epoch_order(len(groups), seed, epoch) for i in groups[g]]
     per_step = batch_size * world_size
     total = -(-num_items // per_step) * per_step
     padded = (order * (-(-total // num_items)))[:total]
-    mine = padded[rank::world_size]
-    return [mine[i:i + batch_size] for i in range(0, len(mine), batch_size)]
+    return [padded[start + rank * batch_size: start + (rank + 1) * batch_size] for start in range(0, total, per_step)]
+
+
+def clip_groups(clips: Sequence[str]) -> list[list[int]]:
+    """Indices of equal clip ids, grouped, in order of first appearance."""
+    index: dict[str, list[int]] = {}
+    for i, clip in enumerate(clips):
+        index.setdefault(clip, []).append(i)
+    return list(index.values())

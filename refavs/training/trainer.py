@@ -99,8 +99,12 @@ def _check_resume(run_dir: Path, model_config: EEMCConfig, train_config: TrainCo
                             + "\n  ".join(diffs))
 
 
-def prepare_features(data_dir: Path, model_config: EEMCConfig, splits, cache_dir=None, progress: bool = False):
-    """The feature preset of the model, extracted for ``splits`` when missing; returns ``(config, store)``."""
+def prepare_features(data_dir: Path, model_config: EEMCConfig, splits, cache_dir=None, progress: bool = False,
+                     media: bool = False):
+    """The feature preset of the model, extracted for ``splits`` when missing; returns ``(config, store)``.
+
+    ``media``: also cache the decoded frames and masks (``refavs features --media``; a run with
+    everything cached returns at once)."""
     from refavs.data.layout import DatasetLayout
     from refavs.data.metadata import read_metadata
     from refavs.features.cache import FeatureStore, extract_features
@@ -113,8 +117,8 @@ def prepare_features(data_dir: Path, model_config: EEMCConfig, splits, cache_dir
         raise TrainingError("the model does not fit its feature preset: " + "; ".join(problems))
     store = FeatureStore.open(data_dir, features, cache_dir)
     folders, uids = store.missing(DatasetLayout(data_dir), read_metadata(data_dir, splits))
-    if folders or uids:
-        extract_features(data_dir, features, list(splits), cache_dir, progress=progress)
+    if folders or uids or media:
+        extract_features(data_dir, features, list(splits), cache_dir, progress=progress, media=media)
         store = FeatureStore.open(data_dir, features, cache_dir)
     return features, store
 
@@ -138,7 +142,7 @@ def train(model_config: EEMCConfig, train_config: TrainConfig, data_dir: str | P
     from refavs.training import distributed as dist
     from refavs.training.checkpoint import last_checkpoint, load_state, rng_state, save_checkpoint, set_rng_state
     from refavs.training.evaluate import autocast, evaluate
-    from refavs.training.sampling import rank_batches
+    from refavs.training.sampling import clip_groups, rank_batches
 
     start_time = time.perf_counter()
     data_dir, run_dir = Path(data_dir), Path(run_dir)
@@ -180,8 +184,9 @@ def train(model_config: EEMCConfig, train_config: TrainConfig, data_dir: str | P
     optimizer = build_optimizer(params, cfg)
 
     train_set = RefAVSDataset(data_dir, "train", store, image=features.image)
+    groups = clip_groups(train_set.clips) if cfg.batch_by_clip else None
     steps_per_epoch = len(rank_batches(len(train_set), cfg.seed, 0, cfg.batch_size, env.rank,
-                                       env.world_size)) // cfg.grad_accum_steps
+                                       env.world_size, groups)) // cfg.grad_accum_steps
     if steps_per_epoch < 1:
         raise TrainingError(f"grad_accum_steps={cfg.grad_accum_steps} exceeds the micro-batches of an epoch")
     total_steps = cfg.epochs * steps_per_epoch if cfg.max_steps is None else min(cfg.max_steps,
@@ -234,7 +239,7 @@ def train(model_config: EEMCConfig, train_config: TrainConfig, data_dir: str | P
 
     stop = global_step >= total_steps
     while epoch < cfg.epochs and not stop:
-        batches = rank_batches(len(train_set), cfg.seed, epoch, cfg.batch_size, env.rank, env.world_size)
+        batches = rank_batches(len(train_set), cfg.seed, epoch, cfg.batch_size, env.rank, env.world_size, groups)
         batches = batches[: steps_per_epoch * cfg.grad_accum_steps][step_in_epoch * cfg.grad_accum_steps:]
         # its own generator: creating a loader must not draw from the global RNG (exact resume)
         loader = DataLoader(train_set, batch_sampler=batches, collate_fn=collate, num_workers=cfg.num_workers,
