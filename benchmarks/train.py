@@ -32,7 +32,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from train_step import make_batch  # noqa: E402 (a sibling benchmark's synthetic batch)
 
 
-def time_steps(model, batch, device, precision: str, warmup: int, seconds: float) -> list[float]:
+def time_steps(model, batches, device, precision: str, warmup: int, seconds: float) -> list[list[float]]:
+    """Training-step times of each batch of ``batches``; their steps alternate, so with several
+    batches each sees the same machine load."""
     import torch
 
     from refavs.training.config import TrainConfig
@@ -41,42 +43,17 @@ def time_steps(model, batch, device, precision: str, warmup: int, seconds: float
 
     optimizer = build_optimizer([p for p in model.parameters() if p.requires_grad], TrainConfig(lr=1e-4))
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
-    times: list[float] = []
+    times: list[list[float]] = [[] for _ in batches]
     start = time.perf_counter()
     step = 0
-    while step < warmup or time.perf_counter() - start < seconds or len(times) < 3:
-        t = time.perf_counter()
-        with autocast(device, precision):
-            loss = model(batch).loss
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        optimizer.zero_grad(set_to_none=True)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        if step >= warmup:
-            times.append(time.perf_counter() - t)
-        else:
-            start = time.perf_counter()
-        step += 1
-    return times
-
-
-def alternate_steps(model, first, second, device, warmup: int, seconds: float) -> tuple[float, float]:
-    """Median step times of two batches, their steps alternating (so both see the same machine load)."""
-    import torch
-
-    from refavs.training.config import TrainConfig
-    from refavs.training.trainer import build_optimizer
-
-    optimizer = build_optimizer([p for p in model.parameters() if p.requires_grad], TrainConfig(lr=1e-4))
-    times: tuple[list[float], list[float]] = ([], [])
-    start, step = time.perf_counter(), 0
     while step < warmup or time.perf_counter() - start < seconds or len(times[0]) < 3:
-        for batch, out in ((first, times[0]), (second, times[1])):
+        for batch, out in zip(batches, times):
             t = time.perf_counter()
-            model(batch).loss.backward()
-            optimizer.step()
+            with autocast(device, precision):
+                loss = model(batch).loss
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
             optimizer.zero_grad(set_to_none=True)
             if device.type == "cuda":
                 torch.cuda.synchronize()
@@ -85,7 +62,7 @@ def alternate_steps(model, first, second, device, warmup: int, seconds: float) -
         if step < warmup:
             start = time.perf_counter()
         step += 1
-    return statistics.median(times[0]), statistics.median(times[1])
+    return times
 
 
 def clip_batch(batch, k: int):
@@ -129,7 +106,7 @@ def main(argv=None) -> int:
     for precision in precisions:
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
-        times = time_steps(model, batch, device, precision, args.warmup, args.seconds)
+        (times,) = time_steps(model, [batch], device, precision, args.warmup, args.seconds)
         step_s = statistics.median(times)
         peak = (torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda"
                 else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
@@ -141,7 +118,8 @@ def main(argv=None) -> int:
     if k:
         grouped = clip_batch(batch, k)
         ungrouped = dataclasses.replace(grouped, clips=None)
-        per_clip, per_expression = alternate_steps(model, grouped, ungrouped, device, args.warmup, 2 * args.seconds)
+        per_clip, per_expression = map(statistics.median, time_steps(model, [grouped, ungrouped], device, "no",
+                                                                     args.warmup, 2 * args.seconds))
         shared = {"expressions_per_clip": k, "step_s": round(per_clip, 4),
                   "per_expression_step_s": round(per_expression, 4), "speedup": round(per_expression / per_clip, 2)}
         print(f"{args.config} batch of {args.batch // k} clips x {k} expressions: {per_clip:.3f} s/step with the "
