@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -60,15 +61,18 @@ class ClipBatch:
 
     def to(self, device: str | torch.device, non_blocking: bool = False) -> "ClipBatch":
         """The same batch with every tensor on ``device``."""
-        move = lambda t: None if t is None else t.to(device, non_blocking=non_blocking)  # noqa: E731
-        return ClipBatch(move(self.pixel_values), move(self.audio), move(self.text), move(self.text_mask),
-                         move(self.masks), list(self.uids), self.clips)
+        return self._map_tensors(lambda t: t.to(device, non_blocking=non_blocking))
 
     def pin_memory(self) -> "ClipBatch":
         """Pinned copies (DataLoader calls this with ``pin_memory=True``)."""
-        pin = lambda t: None if t is None else t.pin_memory()  # noqa: E731
-        return ClipBatch(pin(self.pixel_values), pin(self.audio), pin(self.text), pin(self.text_mask),
-                         pin(self.masks), list(self.uids), self.clips)
+        return self._map_tensors(lambda t: t.pin_memory())
+
+    def _map_tensors(self, fn) -> "ClipBatch":
+        """A copy with ``fn`` applied to every tensor (None stays None); the id lists are copied."""
+        tensors = ("pixel_values", "audio", "text", "text_mask", "masks")
+        changes = {name: None if getattr(self, name) is None else fn(getattr(self, name)) for name in tensors}
+        return dataclasses.replace(self, **changes, uids=list(self.uids),
+                                   clips=None if self.clips is None else list(self.clips))
 
 
 def collate_clips(samples: Sequence[ClipSample]) -> ClipBatch:

@@ -15,6 +15,7 @@ mean image (zeros after normalisation).
 
 from __future__ import annotations
 
+import dataclasses
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Literal, Sequence
@@ -35,11 +36,8 @@ def ablate_batch(batch: ClipBatch, ablate: str | None) -> ClipBatch:
         return batch
     if ablate not in ABLATIONS:
         raise ValueError(f"ablate must be one of {', '.join(ABLATIONS)}, got {ablate!r}")
-    fields = {"pixel_values": batch.pixel_values, "audio": batch.audio, "text": batch.text}
     key = {"visual": "pixel_values"}.get(ablate, ablate)
-    fields[key] = torch.zeros_like(fields[key])
-    return ClipBatch(fields["pixel_values"], fields["audio"], fields["text"], batch.text_mask, batch.masks,
-                     list(batch.uids), batch.clips)
+    return dataclasses.replace(batch, **{key: torch.zeros_like(getattr(batch, key))})
 
 
 def autocast(device: torch.device, mixed_precision: str):
@@ -89,8 +87,7 @@ def evaluate(model, data_dir: str | Path, splits: Sequence[str], features, image
                 bar = tqdm(total=len(dataset), desc=f"eval {split}", unit="clip", leave=False)
             for batch in loader:
                 batch = ablate_batch(batch, ablate).to(device)
-                inputs = ClipBatch(batch.pixel_values, batch.audio, batch.text, batch.text_mask, None, batch.uids,
-                                   batch.clips)
+                inputs = dataclasses.replace(batch, masks=None)
                 with autocast(device, mixed_precision):
                     logits = model(inputs).mask_logits.float()
                 if save_pred is None:
