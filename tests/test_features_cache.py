@@ -183,10 +183,16 @@ def test_cache_dir_outside_the_dataset(toy_dataset, tmp_path, tiny):
 
 
 def test_media_cache_matches_decoding(toy_dataset, tiny):
+    layout = DatasetLayout(toy_dataset)
+    extract_features(toy_dataset, tiny, progress=False, audio_source=FakeAudio(), text_source=FakeText())
+    without_media = FeatureStore.open(toy_dataset, tiny)
+    assert without_media.missing(layout, read_metadata(toy_dataset)) == ([], [])
+    folders, uids = without_media.missing(layout, read_metadata(toy_dataset), media=True)
+    assert folders == sorted({layout.resolve_folder(e.uid, e.vid) for e in read_metadata(toy_dataset)}) and not uids
     extract_features(toy_dataset, tiny, progress=False, media=True, audio_source=FakeAudio(),
                      text_source=FakeText())
     store = FeatureStore.open(toy_dataset, tiny)
-    layout = DatasetLayout(toy_dataset)
+    assert store.missing(layout, read_metadata(toy_dataset), media=True) == ([], [])
     for e in read_metadata(toy_dataset):
         folder = layout.resolve_folder(e.uid, e.vid)
         np.testing.assert_array_equal(store.frames(folder), load_clip_frames(layout, folder, tiny.image.size))

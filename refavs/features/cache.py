@@ -555,12 +555,15 @@ class FeatureStore:
         arrays, row = self._lookup("masks", mask_key(folder, fid), "mask folder")
         return np.unpackbits(arrays.get("packed")[row], axis=-1, count=self.mask_size).astype(bool)
 
-    def missing(self, layout: DatasetLayout, expressions: Iterable[Expression]) -> tuple[list[str], list[str]]:
-        """Media folders (audio) and expression uids (text) of ``expressions`` that are not cached."""
+    def missing(self, layout: DatasetLayout, expressions: Iterable[Expression],
+                media: bool = False) -> tuple[list[str], list[str]]:
+        """Media folders (audio; with ``media`` also frames and target masks) and expression uids
+        (text) of ``expressions`` that are not cached."""
         folders, uids = [], []
         for e in expressions:
             folder = layout.resolve_folder(e.uid, e.vid)
-            if folder not in self._rows["audio"]:
+            if folder not in self._rows["audio"] or (
+                    media and not (self.has_frames(folder) and self.has_masks(folder, e.fid))):
                 folders.append(folder)
             if e.exp not in self._rows["text"]:
                 uids.append(e.uid)

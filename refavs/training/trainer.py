@@ -103,8 +103,7 @@ def prepare_features(data_dir: Path, model_config: EEMCConfig, splits, cache_dir
                      media: bool = False):
     """The feature preset of the model, extracted for ``splits`` when missing; returns ``(config, store)``.
 
-    ``media``: also cache the decoded frames and masks (``refavs features --media``; a run with
-    everything cached returns at once)."""
+    ``media``: also cache the decoded frames and masks (``refavs features --media``)."""
     from refavs.data.layout import DatasetLayout
     from refavs.data.metadata import read_metadata
     from refavs.features.cache import FeatureStore, extract_features
@@ -116,8 +115,8 @@ def prepare_features(data_dir: Path, model_config: EEMCConfig, splits, cache_dir
     if problems:
         raise TrainingError("the model does not fit its feature preset: " + "; ".join(problems))
     store = FeatureStore.open(data_dir, features, cache_dir)
-    folders, uids = store.missing(DatasetLayout(data_dir), read_metadata(data_dir, splits))
-    if folders or uids or media:
+    folders, uids = store.missing(DatasetLayout(data_dir), read_metadata(data_dir, splits), media=media)
+    if folders or uids:
         extract_features(data_dir, features, list(splits), cache_dir, progress=progress, media=media)
         store = FeatureStore.open(data_dir, features, cache_dir)
     return features, store
