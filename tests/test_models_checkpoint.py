@@ -177,6 +177,25 @@ def test_importer_refuses_unknown_and_missing_names(reference_checkpoint):
         import_reference(missing, base="tiny", overrides=FAST)
 
 
+def test_checkpoint_of_another_architecture_names_the_settings_and_stays_short(reference_checkpoint):
+    """A checkpoint of other sizes: the error leads with the settings to change, and lists a
+    bounded number of keys of each kind rather than every one of hundreds."""
+    _, path = reference_checkpoint
+    overrides = ["segmenter.num_queries=4", "segmenter.hidden_dim=16", "segmenter.encoder_layers=3",
+                 "segmenter.depths=[1,1,2,1]"]
+    with pytest.raises(CheckpointError) as err:
+        import_reference(path, base="tiny", overrides=[*FAST, *overrides])
+    message = str(err.value)
+    assert message.startswith(f"{path} does not fit the model; its weights are of another architecture: ")
+    for setting in ("segmenter.num_queries=8 (model: 4)", "segmenter.hidden_dim=32 (model: 16)",
+                    "segmenter.encoder_layers=2 (model: 3)", "segmenter.depths=(1, 1, 1, 1) (model: (1, 1, 2, 1))"):
+        assert setting in message
+    assert "segmenter.embed_dim" not in message  # equal settings are not named
+    count = int(re.search(r"; (\d+) shape mismatches: ", message).group(1))
+    assert count > 20 and f"({count - 6} more)" in message
+    assert message.count("model (") == 6 and len(message) < 2000
+
+
 def test_import_reference_command(reference_checkpoint, tmp_path, capsys):
     source, path = reference_checkpoint
     out = tmp_path / "converted"

@@ -5,7 +5,8 @@
   interrupted save never leaves a half-written checkpoint.
 - Loading maps every tensor to the CPU (safetensors, no pickle), then moves the model to the
   requested device.
-- Keys are checked strictly: missing, unexpected and wrongly shaped tensors are listed.
+- Keys are checked strictly: missing, unexpected and wrongly shaped tensors are counted (the
+  first few named), after the architecture settings in which the weights differ.
 - A checkpoint of another configuration is refused with the settings that differ. Fields that
   only choose initial weights, trainable groups or how visual tokens are obtained may differ
   (:func:`refavs.models.config.is_identity_field`); the requested values are used.
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -94,19 +96,74 @@ def load_config(directory: str | Path) -> EEMCConfig:
     return EEMCConfig.from_dict(data["config"])
 
 
+LISTED_PER_KIND = 6
+"""How many keys of each kind (missing, unexpected, wrongly shaped) an error names."""
+
+_PIXEL = "segmenter.model.pixel_level_module."
+_SWIN_BLOCK = re.compile(r"^segmenter\.model\.pixel_level_module\.encoder\.swin\.encoder\.layers\.(\d+)\.blocks\.(\d+)\.")
+_PIXEL_LAYER = re.compile(r"^segmenter\.model\.pixel_level_module\.decoder\.encoder\.layers\.(\d+)\.")
+_DECODER_LAYER = re.compile(r"^segmenter\.model\.transformer_module\.decoder\.layers\.(\d+)\.")
+
+
+def settings_from_state(state: Mapping[str, torch.Tensor]) -> dict[str, object]:
+    """The architecture settings (dotted config fields) that a state dict in this model's names
+    reveals by its keys and shapes; a setting whose tensors are absent is left out."""
+    out: dict[str, object] = {}
+
+    def shape(key: str) -> tuple[int, ...] | None:
+        return tuple(state[key].shape) if key in state else None
+
+    if (s := shape(_PIXEL + "encoder.swin.embeddings.patch_embeddings.projection.weight")) is not None:
+        out["segmenter.embed_dim"], out["segmenter.patch_size"] = s[0], s[-1]
+    blocks: dict[int, int] = {}
+    for key in state:
+        if m := _SWIN_BLOCK.match(key):
+            stage, block = int(m.group(1)), int(m.group(2))
+            blocks[stage] = max(blocks.get(stage, 0), block + 1)
+    if blocks:
+        out["segmenter.depths"] = tuple(blocks.get(i, 0) for i in range(max(blocks) + 1))
+    if (s := shape(_PIXEL + "decoder.encoder.layers.0.self_attn.value_proj.weight")) is not None:
+        out["segmenter.feature_size"] = s[0]
+    for field, pattern, extra in (("segmenter.encoder_layers", _PIXEL_LAYER, 0),
+                                  ("segmenter.decoder_layers", _DECODER_LAYER, 1)):  # the decoder runs n - 1
+        found = {int(m.group(1)) for key in state if (m := pattern.match(key))}
+        if found:
+            out[field] = max(found) + 1 + extra
+    if (s := shape("segmenter.model.transformer_module.queries_features.weight")) is not None:
+        out["segmenter.num_queries"], out["segmenter.hidden_dim"] = s
+    if (s := shape("segmenter.class_predictor.weight")) is not None:
+        out["segmenter.num_labels"] = s[0] - 1
+    for field, key in (("fusion.audio_dim", "fusion.audio_proj.0.weight"),
+                       ("fusion.text_dim", "fusion.text_proj.0.weight")):
+        if (s := shape(key)) is not None:
+            out[field] = s[1]
+    return out
+
+
+def _listed(items: list[str]) -> str:
+    shown = ", ".join(items[:LISTED_PER_KIND])
+    return shown if len(items) <= LISTED_PER_KIND else f"{shown}, ... ({len(items) - LISTED_PER_KIND} more)"
+
+
 def load_state_dict_strict(model: torch.nn.Module, state: Mapping[str, torch.Tensor],
                            source: str = "checkpoint") -> None:
-    """Load ``state`` into ``model``, refusing any missing, unexpected or wrongly shaped tensor."""
+    """Load ``state`` into ``model``, refusing any missing, unexpected or wrongly shaped tensor.
+
+    The error counts each kind and names the first few keys of each; when the two state dicts
+    reveal different architecture settings (:func:`settings_from_state`), it names those first,
+    since they are what a user has to change."""
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     shapes = sorted(f"{k}: {source} {tuple(state[k].shape)}, model {tuple(expected[k].shape)}"
                     for k in set(state) & set(expected) if state[k].shape != expected[k].shape)
     if missing or unexpected or shapes:
-        parts = []
+        theirs, ours = settings_from_state(state), settings_from_state(expected)
+        differ = [f"{k}={theirs[k]!r} (model: {ours[k]!r})" for k in theirs if k in ours and theirs[k] != ours[k]]
+        parts = [f"its weights are of another architecture: {', '.join(differ)}"] if differ else []
         for label, items in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", shapes)):
             if items:
-                parts.append(f"{len(items)} {label}: " + ", ".join(items))
+                parts.append(f"{len(items)} {label}: " + _listed(items))
         raise CheckpointError(f"{source} does not fit the model; " + "; ".join(parts))
     model.load_state_dict(state, strict=True)
 
