@@ -246,3 +246,15 @@ def test_fetch_downloads_once_atomically_and_checks_the_hash(tmp_path, monkeypat
     assert not list((tmp_path / "cache" / "weights").glob("*deadbeef*"))  # nothing half-written left
     with pytest.raises(FileNotFoundError, match="nowhere.pth does not exist"):
         download.fetch(str(tmp_path / "nowhere.pth"))
+
+    def offline(url, timeout=None):
+        raise OSError("Name or service not known")
+
+    monkeypatch.setattr(download.urllib.request, "urlopen", offline)
+    url = "https://example.org/files/other-12345678.pth"
+    place = tmp_path / "cache" / "weights" / "other-12345678.pth"
+    with pytest.raises(OSError, match="cannot download") as err:
+        download.fetch(url, "VGGish weights")
+    assert str(err.value).startswith("VGGish weights: ") and f"put it at {place}" in str(err.value)
+    place.write_bytes(b"by hand")  # what the message tells an offline user to do
+    assert download.fetch(url, "VGGish weights") == place

@@ -243,6 +243,28 @@ def test_segmenter_checkpoint_from_a_local_copy_is_used_and_checked(tmp_path):
         build(overrides=[f"segmenter.checkpoint={tmp_path / 'm2f'}", "segmenter.num_queries=4"])
 
 
+def test_a_segmenter_checkpoint_that_cannot_be_loaded_says_what_to_do(tmp_path, monkeypatch):
+    from transformers import Mask2FormerForUniversalSegmentation
+
+    from refavs.models.segmenter import SegmenterLoadError
+
+    with pytest.raises(SegmenterLoadError, match="no such folder .*segmenter.checkpoint=none"):
+        build(overrides=[f"segmenter.checkpoint={tmp_path / 'absent'}"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SegmenterLoadError, match=r"a local checkpoint must be a folder a Mask2Former was saved to"):
+        build(overrides=[f"segmenter.checkpoint={tmp_path / 'empty'}"])
+
+    def offline(name, *args, **kwargs):
+        raise OSError("We couldn't connect to 'https://huggingface.co' to load the files.\nmore lines")
+
+    monkeypatch.setattr(Mask2FormerForUniversalSegmentation, "from_pretrained", offline)
+    with pytest.raises(SegmenterLoadError) as err:
+        EEMC(get_model_config("paper"))
+    message = str(err.value)
+    assert f"`hf download {PAPER_CHECKPOINT}`" in message and "couldn't connect" in message
+    assert "more lines" not in message and "segmenter.checkpoint=none" in message
+
+
 def test_loss_follows_the_loss_config():
     from refavs.models.readout import dice_loss
 

@@ -69,6 +69,33 @@ def test_rank_batches_keep_the_expressions_of_a_clip_together():
         rank_batches(7, 3, 1, 2, groups=[[0, 1], [2]])
 
 
+def test_train_reports_an_unloadable_segmenter_checkpoint_in_one_line(toy_with_features, tmp_path, capsys):
+    run = tmp_path / "run"
+    status = main(["train", "--data-dir", str(toy_with_features), "--out", str(run), "max_steps=2", *FAST,
+                   f"segmenter.checkpoint={tmp_path / 'absent'}"])
+    err = capsys.readouterr().err
+    assert status == 1 and err.startswith("refavs train: error: segmenter.checkpoint=") and "no such folder" in err
+    assert "Traceback" not in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("error", ["text", "download"])
+def test_train_reports_encoders_that_cannot_be_loaded_in_one_line(error, toy_with_features, tmp_path, capsys,
+                                                                   monkeypatch):
+    from refavs.features.text import TextEncoderError
+    from refavs.training import trainer
+
+    def unavailable(*args, **kwargs):
+        if error == "text":
+            raise TextEncoderError("text model 'distilroberta-base': cannot load (offline)")
+        raise OSError("VGGish weights: cannot download https://example.org/v.pth (offline)")
+
+    monkeypatch.setattr(trainer, "prepare_features", unavailable)
+    status = main(["train", "--data-dir", str(toy_with_features), "--out", str(tmp_path / "run"), "max_steps=2"])
+    err = capsys.readouterr().err
+    assert status == 1 and err.startswith("refavs train: error: ") and "offline" in err
+    assert len(err.splitlines()) == 1 and not (tmp_path / "run").exists()
+
+
 def test_train_eval_score_and_ablation(toy_with_features, tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["train", "--data-dir", str(toy_with_features), "--out", str(run), "max_steps=2", *FAST]) == 0

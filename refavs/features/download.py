@@ -71,8 +71,9 @@ def fetch(spec: str, what: str = "weights", subdir: str = "weights") -> Path:
         except FileNotFoundError:
             pass
         if isinstance(err, OSError) and not str(err).startswith(what):
-            raise OSError(f"{what}: cannot download {spec} ({err}); download it by hand and pass its "
-                          f"local path instead") from None
+            raise OSError(f"{what}: cannot download {spec} ({err}); download it by hand and put it at "
+                          f"{target} (then every command finds it there, under the same cache key), or pass "
+                          f"its local path") from None
         raise
     return target
 

@@ -9,7 +9,14 @@ with random weights, downloading nothing.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from refavs.models.config import SegmenterConfig
+
+
+class SegmenterLoadError(ValueError):
+    """The pretrained Mask2Former named by ``segmenter.checkpoint`` cannot be loaded or does not
+    fit the config (the message says which and what to do)."""
 
 
 def mask2former_config(cfg: SegmenterConfig):
@@ -50,10 +57,25 @@ def build_segmenter(cfg: SegmenterConfig, load_pretrained: bool = True):
     from transformers import Mask2FormerForUniversalSegmentation
 
     if cfg.checkpoint and load_pretrained:
-        model = Mask2FormerForUniversalSegmentation.from_pretrained(cfg.checkpoint)
+        if cfg.checkpoint.startswith(("/", ".", "~")) and not Path(cfg.checkpoint).expanduser().is_dir():
+            raise SegmenterLoadError(f"segmenter.checkpoint={cfg.checkpoint!r}: no such folder (a local "
+                                     f"checkpoint is a folder a Mask2Former was saved to; segmenter.checkpoint=none "
+                                     f"starts from random weights)")
+        try:
+            model = Mask2FormerForUniversalSegmentation.from_pretrained(cfg.checkpoint)
+        except OSError as err:  # no network, not cached, or not a Mask2Former folder
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            local = Path(cfg.checkpoint).expanduser().exists() or cfg.checkpoint.startswith(("/", ".", "~"))
+            advice = ("a local checkpoint must be a folder a Mask2Former was saved to (config.json and "
+                      "model.safetensors)" if local else
+                      f"it comes from the Hugging Face hub: download it where there is a network "
+                      f"(`hf download {cfg.checkpoint}`) and pass its folder as segmenter.checkpoint=PATH")
+            raise SegmenterLoadError(
+                f"cannot load the Mask2Former checkpoint segmenter.checkpoint={cfg.checkpoint!r} ({reason}); "
+                f"{advice}, or start from random weights with segmenter.checkpoint=none") from err
         differences = architecture_differences(cfg, model.config)
         if differences:
-            raise ValueError(f"the Mask2Former checkpoint {cfg.checkpoint!r} does not match the config: "
-                             + "; ".join(differences))
+            raise SegmenterLoadError(f"the Mask2Former checkpoint {cfg.checkpoint!r} does not match the config: "
+                                     + "; ".join(differences))
         return model
     return Mask2FormerForUniversalSegmentation(mask2former_config(cfg))

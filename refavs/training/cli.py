@@ -71,8 +71,10 @@ def run_train(args: argparse.Namespace) -> int:
     from refavs.data.masks import MediaError
     from refavs.data.metadata import MetadataError
     from refavs.features.cache import FeatureCacheError
+    from refavs.features.text import TextEncoderError
     from refavs.models.checkpoint import CheckpointError
     from refavs.models.config import get_model_config
+    from refavs.models.segmenter import SegmenterLoadError
     from refavs.training.checkpoint import ResumeError
     from refavs.training.config import get_train_config
     from refavs.training.trainer import TrainingError, train
@@ -87,7 +89,10 @@ def run_train(args: argparse.Namespace) -> int:
     try:
         result = train(model_config, train_config, args.data_dir, args.out, resume=args.resume, device=args.device,
                        cache_dir=args.cache_dir, progress=not args.no_progress and sys.stderr.isatty())
-    except (TrainingError, ResumeError, CheckpointError, FeatureCacheError, MediaError, MetadataError) as err:
+    except (TrainingError, ResumeError, CheckpointError, FeatureCacheError, MediaError, MetadataError,
+            SegmenterLoadError, TextEncoderError) as err:
+        return _fail("train", str(err), 1)
+    except OSError as err:  # pretrained weights (VGGish, text encoder) that cannot be fetched or read
         return _fail("train", str(err), 1)
     best = "n/a" if result.best_J is None else f"{result.best_J:.4f}"
     print(f"trained {result.global_step} steps in {result.seconds / 60:.1f} min; best val J {best}; "
