@@ -65,3 +65,17 @@ def test_a_folder_that_is_no_model_gives_a_clear_error(tmp_path):
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(TextEncoderError, match=f"cannot load from .*{tmp_path.name}"):
         TextEncoder(TextFeatureConfig(model=str(tmp_path)))
+
+
+def test_a_hub_name_that_cannot_be_reached_says_how_to_work_offline(monkeypatch):
+    from transformers import AutoTokenizer
+
+    def offline(name, *args, **kwargs):
+        raise OSError("We couldn't connect to 'https://huggingface.co' to load the files")
+
+    monkeypatch.setattr(AutoTokenizer, "from_pretrained", offline)
+    with pytest.raises(TextEncoderError) as err:
+        TextEncoder(TextFeatureConfig(model="distilroberta-base"))
+    message = str(err.value)
+    assert message.startswith("text model 'distilroberta-base': cannot load (")
+    assert "`hf download distilroberta-base`" in message and "HF_HOME" in message and "couldn't connect" in message

@@ -101,8 +101,10 @@ class TextEncoder:
             self.tokenizer = AutoTokenizer.from_pretrained(name, local_files_only=local)
             self.model = AutoModel.from_pretrained(name, local_files_only=local).eval().to(device)
         except Exception as err:  # transformers raises OSError, ValueError, KeyError ... for unusable models
-            hint = "" if local else (" (a hub name needs internet once; offline, pass a local folder, "
-                                     "e.g. `refavs features --text-model DIR`)")
+            hint = "" if local else (f" (a hub name needs internet once; offline, use a Hugging Face cache "
+                                     f"that holds it: `hf download {config.model}` where there is a network, "
+                                     f"then point HF_HOME at a copy of that cache. The features keep the "
+                                     f"hub name as their key, so `refavs train` and `refavs eval` find them)")
             where = f" from {name}" if local else ""
             raise TextEncoderError(f"text model {config.model!r}: cannot load{where}{hint}: "
                                    f"{type(err).__name__}: {err}") from None
