@@ -100,7 +100,8 @@ LISTED_PER_KIND = 6
 """How many keys of each kind (missing, unexpected, wrongly shaped) an error names."""
 
 _PIXEL = "segmenter.model.pixel_level_module."
-_SWIN_BLOCK = re.compile(r"^segmenter\.model\.pixel_level_module\.encoder\.swin\.encoder\.layers\.(\d+)\.blocks\.(\d+)\.")
+_SWIN_BLOCK = re.compile(r"^segmenter\.model\.pixel_level_module\.encoder\.swin\.encoder\."
+                         r"layers\.(\d+)\.blocks\.(\d+)\.")
 _PIXEL_LAYER = re.compile(r"^segmenter\.model\.pixel_level_module\.decoder\.encoder\.layers\.(\d+)\.")
 _DECODER_LAYER = re.compile(r"^segmenter\.model\.transformer_module\.decoder\.layers\.(\d+)\.")
 

@@ -92,7 +92,7 @@ def run_train(args: argparse.Namespace) -> int:
     except (TrainingError, ResumeError, CheckpointError, FeatureCacheError, MediaError, MetadataError,
             SegmenterLoadError, TextEncoderError) as err:
         return _fail("train", str(err), 1)
-    except OSError as err:  # pretrained weights (VGGish, text encoder) that cannot be fetched or read
+    except OSError as err:  # weights that cannot be fetched or read, a full disk: one line, not a traceback
         return _fail("train", str(err), 1)
     best = "n/a" if result.best_J is None else f"{result.best_J:.4f}"
     print(f"trained {result.global_step} steps in {result.seconds / 60:.1f} min; best val J {best}; "
