@@ -65,7 +65,7 @@ def build_segmenter(cfg: SegmenterConfig, load_pretrained: bool = True):
             model = Mask2FormerForUniversalSegmentation.from_pretrained(cfg.checkpoint)
         except OSError as err:  # no network, not cached, or not a Mask2Former folder
             reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            local = Path(cfg.checkpoint).expanduser().exists() or cfg.checkpoint.startswith(("/", ".", "~"))
+            local = Path(cfg.checkpoint).expanduser().exists()  # a path-like name that is absent failed above
             advice = ("a local checkpoint must be a folder a Mask2Former was saved to (config.json and "
                       "model.safetensors)" if local else
                       f"it comes from the Hugging Face hub: download it where there is a network "

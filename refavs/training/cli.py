@@ -90,9 +90,7 @@ def run_train(args: argparse.Namespace) -> int:
         result = train(model_config, train_config, args.data_dir, args.out, resume=args.resume, device=args.device,
                        cache_dir=args.cache_dir, progress=not args.no_progress and sys.stderr.isatty())
     except (TrainingError, ResumeError, CheckpointError, FeatureCacheError, MediaError, MetadataError,
-            SegmenterLoadError, TextEncoderError) as err:
-        return _fail("train", str(err), 1)
-    except OSError as err:  # weights that cannot be fetched or read, a full disk: one line, not a traceback
+            SegmenterLoadError, TextEncoderError, OSError) as err:  # OSError: weights not fetched, a full disk
         return _fail("train", str(err), 1)
     best = "n/a" if result.best_J is None else f"{result.best_J:.4f}"
     print(f"trained {result.global_step} steps in {result.seconds / 60:.1f} min; best val J {best}; "
