@@ -19,7 +19,8 @@ time of each is reported.
 Run: ``.venv/bin/python benchmarks/train_step.py [--config tiny] [--batch 2] [--seconds 30]``.
 The last line printed is one JSON object with ``step_s``, ``reference_step_s`` and ``speedup``
 (reference_step_s / step_s; goal >= 1.6), ``pixel_pass_step_s`` and ``pixel_pass_speedup``,
-plus the settings.
+the median forward, backward and optimiser times of ours and the reference way
+(``ours_forward_s``, ...), plus the settings.
 """
 
 from __future__ import annotations
@@ -85,13 +86,17 @@ def main(argv=None) -> int:
                                     TrainConfig(lr=1e-4))  # the trainer's AdamW (fused), for every model
         runs[name] = (model, optimizer, [])
 
-    def step(model, optimizer) -> float:
+    def step(model, optimizer) -> tuple[float, float, float, float]:
+        """(step, forward, backward, optimiser) seconds of one training step."""
         start = time.perf_counter()
         out = model(batch)
+        forward = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
         out.loss.backward()
+        backward = time.perf_counter()
         optimizer.step()
-        return time.perf_counter() - start
+        end = time.perf_counter()
+        return end - start, forward - start, backward - forward, end - backward
 
     for model, optimizer, _ in runs.values():
         for _ in range(args.warmup):
@@ -103,18 +108,23 @@ def main(argv=None) -> int:
 
     if args.verbose:
         for name, (*_, times) in runs.items():
-            print(f"{name} step times: {' '.join(f'{t:.3f}' for t in times)}", file=sys.stderr)
-    median = {name: statistics.median(times) for name, (*_, times) in runs.items()}
+            print(f"{name} step times: {' '.join(f'{t[0]:.3f}' for t in times)}", file=sys.stderr)
+    median = {name: statistics.median(t[0] for t in times) for name, (*_, times) in runs.items()}
+    phases = {name: [statistics.median(t[i] for t in times) for i in (1, 2, 3)] for name, (*_, times) in runs.items()}
     counts = ours.parameter_counts()
     print(f"config {args.config}: batch {args.batch} clips x {ours.config.fusion.num_frames} frames, "
           f"{counts['trainable']:,} trainable parameters, {torch.get_num_threads()} threads", file=sys.stderr)
     for name, mode in modes.items():
-        print(f"{mode:>20} ({name}): median {median[name]:.4f} s over {len(runs[name][2])} steps", file=sys.stderr)
+        fwd, bwd, opt = phases[name]
+        print(f"{mode:>20} ({name}): median {median[name]:.4f} s over {len(runs[name][2])} steps "
+              f"(forward {fwd:.4f}, backward {bwd:.4f}, optimiser {opt:.4f})", file=sys.stderr)
     print(json.dumps({
         "step_s": round(median["ours"], 5), "reference_step_s": round(median["reference"], 5),
         "speedup": round(median["reference"] / median["ours"], 3),
         "pixel_pass_step_s": round(median["pixel_pass"], 5),
         "pixel_pass_speedup": round(median["pixel_pass"] / median["ours"], 3),
+        **{f"{name}_{phase}_s": round(value, 5) for name in ("ours", "reference")
+           for phase, value in zip(("forward", "backward", "optimizer"), phases[name])},
         "config": args.config, "overrides": args.overrides, "batch": args.batch, "frames": ours.config.fusion.num_frames,
         "steps": len(runs["ours"][2]), "threads": torch.get_num_threads(), "torch": torch.__version__,
     }))
