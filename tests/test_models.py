@@ -275,3 +275,23 @@ def test_loss_follows_the_loss_config():
     assert torch.equal(a.mask_logits, b.mask_logits)  # the loss does not change what the model computes
     assert torch.allclose(b.loss, a.loss + dice_loss(a.mask_logits, batch.masks))
     assert with_dice.config.loss.dice_weight == 1.0 and plain.config.loss.dice_weight == 0.0
+
+
+def test_train_step_benchmark_reports_both_ways_and_their_phases(capsys):
+    """benchmarks/train_step.py on 2-frame clips: one JSON line whose figures agree with each other."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "train_step.py"
+    spec = importlib.util.spec_from_file_location("train_step", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.main(["--seconds", "0", "--warmup", "1", "fusion.num_frames=2"]) == 0  # --threads would stay set
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["frames"] == 2 and result["steps"] >= 3 and result["overrides"] == ["fusion.num_frames=2"]
+    assert result["speedup"] == pytest.approx(result["reference_step_s"] / result["step_s"], abs=2e-3)
+    for way in ("ours", "reference"):
+        phases = [result[f"{way}_{phase}_s"] for phase in ("forward", "backward", "optimizer")]
+        assert all(p > 0 for p in phases)
+        assert sum(phases) == pytest.approx(result["step_s" if way == "ours" else "reference_step_s"], rel=0.5)
