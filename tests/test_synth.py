@@ -27,10 +27,13 @@ from refavs.synth import cli as synth_cli
 from refavs.synth.audio import second_span
 from refavs.synth.categories import CATEGORIES, COLOURS, check_table, seen_categories, unseen_categories
 from refavs.synth.expressions import CUE_TYPES, NOTHING, Meaning, resolve, silent_candidates
-from refavs.synth.generate import SCENES_FILE, SYNTH_FILE, generate, read_scenes
+from refavs.synth.generate import (GENERATOR_VERSION, OWNED_PATHS, SCENES_FILE, SYNTH_FILE, generate, is_generation,
+                                   read_scenes)
 from refavs.synth.presets import PRESETS, SynthPreset, check_size
 from refavs.synth.render import shape_mask
 from refavs.synth.scene import ObjectVisual, Scene
+from refavs.synth.sounding import (SOUNDING_DIR, has_sounding, load_sounding_masks, sounding_masks_dir,
+                                   target_sounding_seconds)
 
 TEST_PRESET = PRESETS["small"].with_counts(train=16, val=10, test_s=10, test_u=10, test_n=8)
 """Big enough for the per-split shares and the oracles, small enough for seconds."""
@@ -91,7 +94,8 @@ def masks_from_scene(obj: dict, size: int) -> np.ndarray:
 
 
 def test_layout_is_official_and_check_is_clean(synth, scenes):
-    assert {p.name for p in synth.iterdir()} == {"metadata.csv", "media", "gt_mask", SCENES_FILE, SYNTH_FILE}
+    assert {p.name for p in synth.iterdir()} == {"metadata.csv", "media", "gt_mask", SOUNDING_DIR, SCENES_FILE,
+                                                 SYNTH_FILE}
     report = check_dataset(synth)
     assert report.ok, [str(p) for p in report.problems[:5]]
     rows = read_metadata(synth)
@@ -372,6 +376,7 @@ def test_same_seed_gives_identical_files_whatever_the_workers(tmp_path):
     generate(tmp_path / "c", seed=4, preset=preset, workers=1)
     a, b, c = (tree_hashes(tmp_path / x) for x in "abc")
     assert len(a) > 100 and a == b
+    assert sum(k.startswith(SOUNDING_DIR + "/") for k in a) == NUM_FRAMES * sum(preset.clips.values())
     assert a["metadata.csv"] != c["metadata.csv"] and a["synth.json"] != c["synth.json"]
     info = json.loads((tmp_path / "a" / SYNTH_FILE).read_text())
     assert info["seed"] == 3 and info["preset"]["name"] == "tiny" and info["version"]
@@ -502,3 +507,197 @@ def test_registered_in_the_refavs_command(synth):
     with contextlib.redirect_stdout(io.StringIO()) as out:
         assert main(["synth", "--stats", str(synth), "--json"]) == 0
     assert json.loads(out.getvalue())["splits"]["train"]["clips"] == TEST_PRESET.clips["train"]
+
+
+# --------------------------------------------------------------------------------------------
+# sounding-object ground truth (gt_sounding/, Synth only)
+
+
+def read_png_mask(path: Path) -> np.ndarray:
+    with Image.open(path) as img:
+        assert img.mode == "L", f"{path}: {img.mode}"
+        return np.asarray(img) > 0
+
+
+def test_sounding_masks_exist_for_every_media_folder(synth, scenes):
+    media = {p.name for p in (synth / "media").iterdir()}
+    assert {p.name for p in (synth / SOUNDING_DIR).iterdir()} == media == {r["folder"] for r in scenes.values()}
+    for folder in media:
+        directory = sounding_masks_dir(synth, folder)
+        assert sorted(p.name for p in directory.iterdir()) == [f"{t:05d}.png" for t in range(NUM_FRAMES)]
+        with Image.open(directory / "00000.png") as img:
+            assert img.size == (TEST_SIZE, TEST_SIZE) and img.format == "PNG"
+    assert has_sounding(synth)
+    assert not (synth / ".staging").exists()
+
+
+def test_sounding_mask_is_the_union_of_the_sounding_objects(synth, scenes):
+    """Recomputed here from scenes.jsonl (who sounds when) and the gt_mask PNGs (where)."""
+    silent = loud = 0
+    for rec in scenes.values():
+        for t in range(NUM_FRAMES):
+            expected = np.zeros((TEST_SIZE, TEST_SIZE), dtype=bool)
+            for obj in rec["objects"]:
+                if t in obj["audio"]["seconds"]:
+                    expected |= read_png_mask(synth / "gt_mask" / rec["vid"] / f"fid_{obj['fid']}" / f"{t:05d}.png")
+            stored = read_png_mask(synth / SOUNDING_DIR / rec["folder"] / f"{t:05d}.png")
+            assert np.array_equal(stored, expected), f"{rec['folder']} second {t}"
+            if not any(t in o["audio"]["seconds"] for o in rec["objects"]):
+                assert not stored.any(), f"{rec['folder']} second {t}: nothing sounds, the mask must be empty"
+                silent += 1
+            else:
+                loud += stored.any()
+        loaded = load_sounding_masks(synth, rec["folder"], TEST_SIZE, resize="nearest")
+        assert loaded.shape == (NUM_FRAMES, TEST_SIZE, TEST_SIZE) and loaded.dtype == bool
+        assert np.array_equal(loaded, np.stack([read_png_mask(synth / SOUNDING_DIR / rec["folder"] / f"{t:05d}.png")
+                                                for t in range(NUM_FRAMES)]))
+    assert silent > 20 and loud > 100      # both kinds of seconds occur, so both checks bite
+    at_256 = load_sounding_masks(synth, next(iter(scenes.values()))["folder"])   # reference rule, 256 px
+    assert at_256.shape == (NUM_FRAMES, MASK_SIZE, MASK_SIZE)
+
+
+def test_target_sounding_seconds_mirror_gt_mask(synth, scenes):
+    seconds = target_sounding_seconds(synth)
+    on_disk = {(d.name, int(f.name[len("fid_"):])) for d in (synth / "gt_mask").iterdir() for f in d.iterdir()}
+    assert set(seconds) == on_disk
+    for rec in scenes.values():
+        for obj in rec["objects"]:
+            got = seconds[(rec["vid"], obj["fid"])]
+            assert got.dtype == bool and got.shape == (NUM_FRAMES,)
+            assert np.flatnonzero(got).tolist() == obj["audio"]["seconds"]
+        if rec["split"] == "test_n":
+            assert not seconds[(rec["folder"], 0)].any()     # the null target never sounds
+    # every expression's (folder, fid) has its target's seconds
+    for e in read_metadata(synth):
+        key = (DatasetLayout(synth).resolve_folder(e.uid, e.vid), e.fid)
+        target = next(x["target"] for x in scenes[e.vid]["expressions"] if x["uid"] == e.uid)
+        expected = [] if target is None else scenes[e.vid]["objects"][target]["audio"]["seconds"]
+        assert np.flatnonzero(seconds[key]).tolist() == expected, e.uid
+    assert any(v.any() for v in seconds.values()) and any(not v.any() for v in seconds.values())
+
+
+def test_sounding_is_absent_outside_synth_and_errors_name_the_file(synth, tmp_path):
+    from conftest import build_toy_dataset
+    from refavs.data.masks import MediaError
+
+    toy = tmp_path / "toy"
+    build_toy_dataset(toy)
+    assert not has_sounding(toy) and check_dataset(toy).ok
+    with pytest.raises(MediaError, match="only Ref-AVS Synth"):
+        load_sounding_masks(toy, "clip0_0_10000")
+    with pytest.raises(FileNotFoundError, match=SCENES_FILE):
+        target_sounding_seconds(toy)
+
+    broken = tmp_path / "broken"
+    folder = next(p.name for p in (synth / SOUNDING_DIR).iterdir())
+    import shutil
+
+    shutil.copytree(sounding_masks_dir(synth, folder), sounding_masks_dir(broken, folder))
+    (broken / SYNTH_FILE).write_text("{}")
+    assert has_sounding(broken)
+    (sounding_masks_dir(broken, folder) / "00003.png").write_bytes(b"not a png")
+    with pytest.raises(MediaError, match="00003.png"):
+        load_sounding_masks(broken, folder, 32)
+    (sounding_masks_dir(broken, folder) / "00003.png").unlink()
+    with pytest.raises(MediaError, match="00003.png.*not found"):
+        load_sounding_masks(broken, folder, 32)
+    with pytest.raises(MediaError, match="no-such-folder"):
+        load_sounding_masks(broken, "no-such-folder", 32)
+
+
+def test_official_reader_and_data_check_ignore_gt_sounding(synth, tmp_path):
+    from refavs.cli import main
+
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        assert main(["data", "check", str(synth)]) == 0
+    assert "no problems" in out.getvalue()
+    # the same dataset without gt_sounding reads and checks the same
+    view = tmp_path / "view"
+    view.mkdir()
+    for name in ("media", "gt_mask", "metadata.csv"):
+        os.symlink(synth / name, view / name)
+    a, b = check_dataset(synth), check_dataset(view)
+    assert (a.ok, a.n_expressions, a.n_clips, a.n_mask_folders) == (b.ok, b.n_expressions, b.n_clips, b.n_mask_folders)
+    assert read_metadata(view) == read_metadata(synth)
+
+
+def test_files_are_the_official_writers_bytes(synth, scenes, tmp_path):
+    """The staged writer of refavs.synth.files gives what refavs.data.writer would have written."""
+    from refavs.data.writer import write_audio, write_frames, write_masks
+    from refavs.synth.audio import synthesize
+    from refavs.synth.render import render_clip
+
+    for rec in list(scenes.values())[:: max(1, len(scenes) // 6)]:
+        scene = Scene.from_dict(rec)
+        clip = render_clip(scene)
+        layout = DatasetLayout(tmp_path / rec["vid"])
+        write_frames(layout, rec["folder"], clip.frames)
+        write_audio(layout, rec["folder"], synthesize(scene, TEST_PRESET.scene.reference_rms))
+        for obj in rec["objects"]:
+            write_masks(layout, rec["vid"], obj["fid"], clip.masks[obj["fid"]])
+        official = tree_hashes(layout.root)
+        mine = tree_hashes(synth)
+        assert len(official) == 11 + NUM_FRAMES * len(rec["objects"])
+        assert {k: mine[k] for k in official} == official, rec["vid"]
+
+
+def test_staged_commit_merges_into_an_existing_folder(tmp_path):
+    from refavs.synth.files import STAGING_DIR, ClipFiles, remove_staging
+
+    root = tmp_path / "ds"
+    (root / "media" / "x").mkdir(parents=True)
+    (root / "media" / "x" / "keep.txt").write_text("keep")
+    (root / "media" / "x" / "audio.wav").write_bytes(b"old")
+    files = ClipFiles()
+    files.add_audio("x", np.zeros(16_000, dtype=np.float32))
+    files.add_masks("y", 2, np.zeros((NUM_FRAMES, 8, 8), dtype=bool))
+    files.commit(root)
+    assert (root / "media" / "x" / "keep.txt").read_text() == "keep"
+    assert sf.info(str(root / "media" / "x" / "audio.wav")).frames == 16_000
+    assert sorted(p.name for p in (root / "gt_mask" / "y" / "fid_2").iterdir()) == \
+        [f"{t:05d}.png" for t in range(NUM_FRAMES)]
+    assert not any((root / STAGING_DIR).iterdir())
+    remove_staging(root)
+    assert not (root / STAGING_DIR).exists()
+
+
+def test_windowed_shapes_equal_full_frame_shapes():
+    """render draws each object in a window around it: the pixels are those of a full-frame evaluation."""
+    from refavs.synth import render
+
+    rng = np.random.default_rng(0)
+    for _ in range(400):
+        size = int(rng.choice([32, 64, 97, 128]))
+        shape = str(rng.choice(["circle", "square", "diamond", "triangle", "cross", "hexagon", "star"]))
+        texture = str(rng.choice(["solid", "striped", "checkered", "dotted"]))
+        radius = round(float(rng.uniform(0.05, 0.3)) * size, 2)
+        cx, cy = (round(float(v) * size, 2) for v in rng.uniform(-0.1, 1.1, size=2))
+        xs, ys = render._pixel_grid(size)
+        full = render._shape_in(shape, cx, cy, radius, xs, ys)
+        assert np.array_equal(shape_mask(shape, cx, cy, radius, size), full)
+        y0, y1, x0, x1 = render.object_window(cx, cy, radius, size)
+        assert not full[:y0].any() and not full[y1:].any() and not full[:, :x0].any() and not full[:, x1:].any()
+        shade = render._texture_in(texture, cx, cy, radius, *render._grid_window(size, (y0, y1, x0, x1)))
+        assert np.array_equal(shade, render.texture_dark(texture, cx, cy, radius, size)[y0:y1, x0:x1])
+
+
+def test_force_replaces_an_older_generation(tmp_path):
+    out = tmp_path / "old"
+    generate(out, seed=5, preset=PRESETS["tiny"], workers=1)
+    assert SOUNDING_DIR in OWNED_PATHS and GENERATOR_VERSION == "1.1"
+    assert is_generation(out, seed=5, preset="tiny")
+    # make it look like a run of generator 1.0: no gt_sounding, version 1.0
+    import shutil
+
+    shutil.rmtree(out / SOUNDING_DIR)
+    info = json.loads((out / SYNTH_FILE).read_text())
+    (out / SYNTH_FILE).write_text(json.dumps({**info, "version": "1.0"}))
+    assert not is_generation(out, seed=5, preset="tiny") and not has_sounding(out)
+    code, _, err = run_cli(["--out", str(out), "--preset", "tiny", "--seed", "5"])
+    assert code == 2 and "generator version 1.0, this is 1.1" in err and "--force" in err
+    (out / SOUNDING_DIR / "stale").mkdir(parents=True)
+    code, _, err = run_cli(["--out", str(out), "--preset", "tiny", "--seed", "5", "--force", "--workers", "1"])
+    assert code == 0, err
+    assert is_generation(out, seed=5, preset="tiny") and has_sounding(out)
+    assert not (out / SOUNDING_DIR / "stale").exists()
+    assert {p.name for p in (out / SOUNDING_DIR).iterdir()} == {p.name for p in (out / "media").iterdir()}

@@ -5,12 +5,17 @@
     <out>/metadata.csv        vid, uid, split, fid, exp  + cue, needs_audio (ignored by the official reader)
     <out>/media/<folder>/frames/0.jpg ... 9.jpg, audio.wav
     <out>/gt_mask/<folder>/fid_<fid>/00000.png ... 00009.png   every object of the clip, fid = its index
-
-test_n clips keep their media and the empty masks of their null expressions (``fid_0``) under
-``null_c-<vid>``, and the masks of their objects under ``gt_mask/<vid>/``, as in the real
-benchmark, whose null clips are test_s clips with annotated objects.
+    <out>/gt_sounding/<folder>/00000.png ... 00009.png   per second t, the union of the masks of the
+                              objects sounding in it (empty when none does); ignored by the official reader
     <out>/scenes.jsonl        one line per clip: the scene (visual and audio part per object) and its expressions
     <out>/synth.json          generator version, seed, preset, category table, per-split counts (written last)
+    <out>/.staging/           clips' folders being written (refavs.synth.files); gone when a run ends
+
+test_n clips keep their media, their sounding-object masks and the empty masks of their null
+expressions (``fid_0``) under ``null_c-<vid>``, and the masks of their objects under
+``gt_mask/<vid>/``, as in the real benchmark, whose null clips are test_s clips with annotated
+objects. ``gt_sounding/<folder>`` exists for every media folder; it is AVSBench-style
+sounding-object ground truth that only Synth has (read it with :mod:`refavs.synth.sounding`).
 
 Every clip is generated from its own random generator, seeded by (seed, split, clip index),
 so the files do not depend on the number of workers or the order clips are made in; every
@@ -34,17 +39,21 @@ import numpy as np
 
 from refavs.data.layout import NUM_FRAMES, SPLITS, DatasetLayout
 from refavs.data.records import Expression
-from refavs.data.writer import (AUDIO_SAMPLE_RATE, atomic_write_bytes, write_audio, write_frames, write_masks,
-                                write_metadata)
+from refavs.data.writer import AUDIO_SAMPLE_RATE, atomic_write_bytes, write_metadata
 from refavs.synth.audio import WINDOW_SECONDS, synthesize
 from refavs.synth.categories import CATEGORIES, categories_for_split, check_table
 from refavs.synth.expressions import choose, enumerate_meanings, sentence
+from refavs.synth.files import STAGING_DIR, ClipFiles, remove_staging
 from refavs.synth.presets import SynthPreset, check_size, get_preset
 from refavs.synth.render import render_clip
 from refavs.synth.scene import sample_scene
+from refavs.synth.sounding import SOUNDING_DIR, sounding_union
 
-GENERATOR_VERSION = "1.0"
-"""Version of the generator's output; changes whenever the same seed would give other files."""
+GENERATOR_VERSION = "1.1"
+"""Version of the generator's output; changes whenever the same seed would give other files.
+
+1.1: adds ``gt_sounding/`` (the files of 1.0 are otherwise unchanged).
+"""
 
 SPLIT_CODES: dict[str, str] = {"train": "tr", "val": "va", "test_s": "ts", "test_u": "tu", "test_n": "tn"}
 """Short split codes used in vids (``syn-tr00012_0_10000``)."""
@@ -53,7 +62,7 @@ EXTRA_COLUMNS: tuple[str, ...] = ("cue", "needs_audio")
 """Columns metadata.csv has beyond the official five."""
 
 SCENES_FILE, SYNTH_FILE = "scenes.jsonl", "synth.json"
-OWNED_PATHS: tuple[str, ...] = ("media", "gt_mask", "metadata.csv", SCENES_FILE, SYNTH_FILE)
+OWNED_PATHS: tuple[str, ...] = ("media", "gt_mask", SOUNDING_DIR, "metadata.csv", SCENES_FILE, SYNTH_FILE, STAGING_DIR)
 """What a generator run writes (and, with ``force``, replaces in a folder holding an earlier run)."""
 
 MAX_SCENE_TRIES = 20
@@ -121,14 +130,15 @@ def null_folder(vid: str) -> str:
 
 def _mask_geometry(masks: np.ndarray) -> tuple[list[int], list[list[int] | None]]:
     """Per frame: pixel count and box ``[x0, y0, x1, y1]`` (end exclusive) or None, of ``[T, H, W]`` masks."""
-    areas, boxes = [], []
-    for m in masks:
-        areas.append(int(m.sum()))
-        if not m.any():
+    areas = [int(a) for a in masks.sum(axis=(1, 2))]
+    rows, cols = masks.any(axis=2), masks.any(axis=1)      # [T, H], [T, W]
+    boxes: list[list[int] | None] = []
+    for area, r, c in zip(areas, rows, cols):
+        if not area:
             boxes.append(None)
             continue
-        ys, xs = np.nonzero(m)
-        boxes.append([int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1])
+        ys, xs = np.flatnonzero(r), np.flatnonzero(c)
+        boxes.append([int(xs[0]), int(ys[0]), int(xs[-1]) + 1, int(ys[-1]) + 1])
     return areas, boxes
 
 
@@ -149,14 +159,17 @@ def make_clip(task: ClipTask) -> ClipResult:
     chosen = choose(rng, options, preset.expressions_per_clip, preset.needs_audio_share, preset.relation_weight)
 
     folder = null_folder(vid) if null else vid
-    layout = DatasetLayout(Path(task.root))
     clip = render_clip(scene)
-    write_frames(layout, folder, clip.frames)
-    write_audio(layout, folder, synthesize(scene, preset.scene.reference_rms))
+    files = ClipFiles()   # the official writer's bytes, staged and moved into place by folder
+    files.add_frames(folder, clip.frames)
+    files.add_audio(folder, synthesize(scene, preset.scene.reference_rms))
     if null:
-        write_masks(layout, folder, 0, np.zeros_like(clip.masks[0]))
+        files.add_masks(folder, 0, np.zeros_like(clip.masks[0]))
     for obj in scene.objects:   # a null clip's objects under its vid, as the real benchmark's test_s twins
-        write_masks(layout, vid, obj.fid, clip.masks[obj.fid])
+        files.add_masks(vid, obj.fid, clip.masks[obj.fid])
+    # sounding-object masks belong to the media (the audio): under the media folder
+    files.add_sounding(folder, sounding_union(clip.masks, [o.audio.seconds for o in scene.objects]))
+    files.commit(task.root)
 
     rows, expressions = [], []
     per_name: dict[str, int] = {}
@@ -192,7 +205,7 @@ def prepare_output(out: Path, force: bool) -> None:
     if out.is_dir() and any(out.iterdir()):
         earlier = (out / SYNTH_FILE).is_file()
         if not force:
-            what = ("already holds a Ref-AVS Synth dataset" if earlier
+            what = ("already holds a Ref-AVS Synth dataset" + _older_note(out) if earlier
                     else "is not empty and does not hold a Ref-AVS Synth dataset (no synth.json)")
             raise OutputFolderError(f"--out {out} {what}; refusing to overwrite it "
                                     f"(choose an empty or new folder, or pass --force)")
@@ -204,6 +217,15 @@ def prepare_output(out: Path, force: bool) -> None:
                 elif path.exists():
                     path.unlink()
     out.mkdir(parents=True, exist_ok=True)
+
+
+def _older_note(out: Path) -> str:
+    """`` (generator version X, this is Y)`` when ``out`` holds another version's run, else ``""``."""
+    try:
+        version = json.loads((out / SYNTH_FILE).read_text(encoding="utf-8")).get("version")
+    except (OSError, ValueError, AttributeError):
+        return ""
+    return "" if version == GENERATOR_VERSION else f" (generator version {version}, this is {GENERATOR_VERSION})"
 
 
 def default_workers() -> int:
@@ -248,19 +270,22 @@ def generate(out_dir: str | Path, seed: int = 0, preset: str | SynthPreset = "sm
 
         bar = tqdm(total=len(tasks), desc="synth", unit="clip", leave=False)
     results: list[ClipResult] = []
-    if workers == 1 or len(tasks) <= 1:
-        for task in tasks:
-            results.append(make_clip(task))
-            if bar is not None:
-                bar.update(1)
-    else:
-        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-            for result in pool.map(make_clip, tasks, chunksize=4):
-                results.append(result)
+    try:
+        if workers == 1 or len(tasks) <= 1:
+            for task in tasks:
+                results.append(make_clip(task))
                 if bar is not None:
                     bar.update(1)
-    if bar is not None:
-        bar.close()
+        else:
+            with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+                for result in pool.map(make_clip, tasks, chunksize=4):
+                    results.append(result)
+                    if bar is not None:
+                        bar.update(1)
+    finally:
+        remove_staging(out)
+        if bar is not None:
+            bar.close()
 
     layout = DatasetLayout(out)
     rows = [row for r in results for row in r.expressions()]
@@ -303,7 +328,7 @@ def synth_info(seed: int, preset: SynthPreset, size: int, counts: dict[str, dict
         "audio_alignment": f"an event of second k sounds over [k, {WINDOW_SECONDS} * (k + 1)) s, "
                            f"inside log-mel window k",
         "extra_columns": list(EXTRA_COLUMNS),
-        "files": {"metadata": "metadata.csv", "scenes": SCENES_FILE},
+        "files": {"metadata": "metadata.csv", "scenes": SCENES_FILE, "sounding_masks": SOUNDING_DIR},
         "categories": [c.to_dict() for c in CATEGORIES],
         "counts": counts,
     }

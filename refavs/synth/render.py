@@ -51,13 +51,36 @@ class RenderedClip:
 
 
 @lru_cache(maxsize=4)
-def _pixel_grid(size: int) -> tuple[np.ndarray, np.ndarray]:
-    """x and y of pixel centres, each ``[size, size]`` (read-only, shared)."""
+def _pixel_centres(size: int) -> np.ndarray:
+    """Pixel-centre coordinates ``0.5, 1.5, ..., size - 0.5`` (read-only, shared)."""
     c = np.arange(size, dtype=np.float64) + 0.5
-    xs, ys = np.meshgrid(c, c)
-    xs.flags.writeable = False
-    ys.flags.writeable = False
-    return xs, ys
+    c.flags.writeable = False
+    return c
+
+
+def _pixel_grid(size: int) -> tuple[np.ndarray, np.ndarray]:
+    """x and y of pixel centres, each ``[size, size]``."""
+    return _grid_window(size, (0, size, 0, size))
+
+
+def _grid_window(size: int, window: tuple[int, int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """x and y of the pixel centres of ``window`` = ``(y0, y1, x0, x1)``: the same values as the full grid's."""
+    c = _pixel_centres(size)
+    y0, y1, x0, x1 = window
+    return np.meshgrid(c[x0:x1], c[y0:y1])
+
+
+def object_window(cx: float, cy: float, radius: float, size: int) -> tuple[int, int, int, int]:
+    """Rows and columns ``(y0, y1, x0, x1)`` (end exclusive) holding every pixel of a shape centred at (cx, cy).
+
+    Every shape lies within ``radius`` of its centre along each axis; the window adds a
+    2-pixel margin. Shapes and textures are computed per pixel centre, so drawing them in
+    the window gives exactly the pixels a full-frame drawing would.
+    """
+    reach = radius + 2.0
+    x0, x1 = max(0, int(np.floor(cx - reach))), min(size, int(np.ceil(cx + reach)) + 1)
+    y0, y1 = max(0, int(np.floor(cy - reach))), min(size, int(np.ceil(cy + reach)) + 1)
+    return y0, max(y0, y1), x0, max(x0, x1)
 
 
 def shape_mask(shape: str, cx: float, cy: float, radius: float, size: int) -> np.ndarray:
@@ -65,7 +88,15 @@ def shape_mask(shape: str, cx: float, cy: float, radius: float, size: int) -> np
 
     Shapes point up (image y grows downwards) and fit a circle of ``radius`` pixels.
     """
-    xs, ys = _pixel_grid(size)
+    out = np.zeros((size, size), dtype=bool)
+    window = object_window(cx, cy, radius, size)
+    y0, y1, x0, x1 = window
+    out[y0:y1, x0:x1] = _shape_in(shape, cx, cy, radius, *_grid_window(size, window))
+    return out
+
+
+def _shape_in(shape: str, cx: float, cy: float, radius: float, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """:func:`shape_mask` at the pixel centres ``xs``, ``ys``."""
     u, v = (xs - cx) / radius, (ys - cy) / radius
     au, av = np.abs(u), np.abs(v)
     if shape == "circle":
@@ -101,9 +132,13 @@ def texture_band(radius: float) -> int:
 
 def texture_dark(texture: str, cx: float, cy: float, radius: float, size: int) -> np.ndarray:
     """``[size, size]`` bool: where the texture darkens the object (in the object's own frame, so it moves with it)."""
+    return _texture_in(texture, cx, cy, radius, *_pixel_grid(size))
+
+
+def _texture_in(texture: str, cx: float, cy: float, radius: float, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """:func:`texture_dark` at the pixel centres ``xs``, ``ys``."""
     if texture == "solid":
-        return np.zeros((size, size), dtype=bool)
-    xs, ys = _pixel_grid(size)
+        return np.zeros(xs.shape, dtype=bool)
     band = texture_band(radius)
     dx = np.floor((xs - cx + radius) / band).astype(np.int64)
     dy = np.floor((ys - cy + radius) / band).astype(np.int64)
@@ -147,20 +182,28 @@ def render_clip(scene: Scene) -> RenderedClip:
     backdrop = render_background(scene.background, size)
     grain = np.random.default_rng([scene.seed, GRAIN_SEED]).normal(
         0.0, scene.background.grain, size=(NUM_FRAMES, size, size, 1))
-    frames = np.clip(np.rint(backdrop[None] + grain), 0, 255).astype(np.uint8)
+    pixels = np.empty((NUM_FRAMES, size, size, 3))
+    np.add(backdrop[None], grain, out=pixels)
+    np.rint(pixels, out=pixels)
+    np.minimum(np.maximum(pixels, 0, out=pixels), 255, out=pixels)   # as np.clip(..., 0, 255), in place
+    frames = pixels.astype(np.uint8)
     masks = np.zeros((len(scene.objects), NUM_FRAMES, size, size), dtype=bool)
     for obj in scene.objects:
         vis = obj.visual
         colour = np.asarray(COLOURS[vis.colour], dtype=np.float64)
         dark = np.rint(colour * TEXTURE_SHADE).astype(np.uint8)
         bright = colour.astype(np.uint8)
-        shapes = object_masks(vis, size)
         for t, c in enumerate(vis.centers):
             if c is None:
                 continue
-            shade = texture_dark(vis.texture, c[0], c[1], vis.radius, size)
-            frames[t][shapes[t]] = bright
-            frames[t][shapes[t] & shade] = dark
-            masks[:, t] &= ~shapes[t]          # occlusion: the new object hides earlier ones
-            masks[obj.fid, t] = shapes[t]
+            window = object_window(c[0], c[1], vis.radius, size)   # the object lies inside it
+            y0, y1, x0, x1 = window
+            xs, ys = _grid_window(size, window)
+            shape = _shape_in(vis.shape, c[0], c[1], vis.radius, xs, ys)
+            shade = _texture_in(vis.texture, c[0], c[1], vis.radius, xs, ys)
+            frame = frames[t, y0:y1, x0:x1]
+            frame[shape] = bright
+            frame[shape & shade] = dark
+            masks[:, t, y0:y1, x0:x1] &= ~shape          # occlusion: the new object hides earlier ones
+            masks[obj.fid, t, y0:y1, x0:x1] = shape
     return RenderedClip(frames=frames, masks=masks)
