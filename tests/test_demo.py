@@ -1,5 +1,5 @@
 """The README's main job, reduced (tiny Synth preset, a few steps): it runs end to end and its
-report holds every number the full job reports."""
+report holds every number the full job reports (the lite model by default, EEMC tiny on request)."""
 
 from __future__ import annotations
 
@@ -15,19 +15,21 @@ def test_demo_end_to_end_and_rerun(tmp_path, capsys):
     args = ["demo", "--out", str(out), "--preset", "tiny", "max_steps=2", "log_every_steps=1"]
     assert main(args) == 0
     printed = capsys.readouterr().out
-    for step in ("generating Ref-AVS Synth", "no problems", "training EEMC tiny", "evaluating", "| goal |"):
+    for step in ("generating Ref-AVS Synth", "no problems", "training lite EEMC", "evaluating", "| goal |"):
         assert step in printed
     report = json.loads((out / "report.json").read_text())
     assert set(report["splits"]) == {"val", "test_s", "test_u", "test_n"}
     assert {"J", "F"} <= set(report["splits"]["test_s"]) and "S" in report["splits"]["test_n"]
     assert set(report["mix"]) == {"J", "F"}
     assert {"J", "J_without_audio"} <= set(report["needs_audio"])
+    for split in ("test_s", "test_u"):  # and per test split
+        assert {"J", "J_without_audio", "n_expressions"} <= set(report["needs_audio"]["splits"][split])
     assert report["needs_audio"]["n_expressions"] > 0 and report["minutes"] > 0
     assert report["train"]["steps"] == 2
     # the text ablation of the test splits: how much the model reads the expression
     assert set(report["without_text"]) == {"test_s", "test_u", "test_n"}
-    assert "text features zeroed: test_s J" in printed and "## EEMC tiny, text zeroed" in (out / "report.md").read_text()
-    assert len(report["goals"]) == 5 and all(isinstance(g["met"], bool) for g in report["goals"].values())
+    assert "text features zeroed: test_s J" in printed and "## lite EEMC, text zeroed" in (out / "report.md").read_text()
+    assert len(report["goals"]) == 6 and all(isinstance(g["met"], bool) for g in report["goals"].values())
     # the baseline that segments every object beside the model, and the picture of predictions
     assert report["baseline_every_object"]["test_n"]["S"] > 0
     with Image.open(out / "predictions.png") as img:
@@ -36,4 +38,11 @@ def test_demo_end_to_end_and_rerun(tmp_path, capsys):
     # a second run reuses the data, the features and the finished run
     assert main(args) == 0
     again = capsys.readouterr().out
-    assert "reusing Ref-AVS Synth" in again and "resuming EEMC tiny" in again
+    assert "reusing Ref-AVS Synth" in again and "resuming lite EEMC" in again
+
+
+def test_demo_trains_eemc_tiny_on_request(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--preset", "tiny", "--config", "tiny", "max_steps=1"]) == 0
+    assert "training EEMC tiny" in capsys.readouterr().out
+    assert json.loads((out / "run" / "run.json").read_text())["model_config"]["name"] == "tiny"

@@ -21,15 +21,24 @@ class ClipSample:
         masks: ``[T, S, S]`` float32 0/1 targets (S = 256), None without ground truth.
         uid: the expression id.
         clip: the clip's media folder (expressions of one clip share their frames).
+        visual: cached backbone maps by name (``{"s8": [T, C, g, g], ...}``, the ``lite`` model),
+            or None. With them ``pixel_values`` may be None: the frames are not needed.
+        sounding: ``[T, s, s]`` float32 0/1 masks of the objects sounding in each second
+            (Ref-AVS Synth's ``gt_sounding``), or None.
+        target_seconds: ``[T]`` float32 0/1, whether the referred object sounds in each second
+            (Ref-AVS Synth scenes), or None.
     """
 
-    pixel_values: torch.Tensor
+    pixel_values: torch.Tensor | None
     audio: torch.Tensor
     text: torch.Tensor
     text_mask: torch.Tensor
     masks: torch.Tensor | None
     uid: str
     clip: str | None = None
+    visual: dict[str, torch.Tensor] | None = None
+    sounding: torch.Tensor | None = None
+    target_seconds: torch.Tensor | None = None
 
 
 @dataclass
@@ -46,15 +55,22 @@ class ClipBatch:
         uids: the B expression ids, in batch order.
         clips: the B clip ids (media folders), or None. Expressions with the same clip id must
             have the same frames; EEMC then runs its pixel-level module once for them.
+        visual: cached backbone maps ``{"s8": [B, T, C, g, g], ...}`` (``lite``), or None; with
+            them ``pixel_values`` may be None.
+        sounding: ``[B, T, s, s]`` sounding-object targets, or None (see :class:`ClipSample`).
+        target_seconds: ``[B, T]`` whether each referred object sounds in each second, or None.
     """
 
-    pixel_values: torch.Tensor
+    pixel_values: torch.Tensor | None
     audio: torch.Tensor
     text: torch.Tensor
     text_mask: torch.Tensor
     masks: torch.Tensor | None
     uids: list[str]
     clips: list[str] | None = None
+    visual: dict[str, torch.Tensor] | None = None
+    sounding: torch.Tensor | None = None
+    target_seconds: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.uids)
@@ -69,9 +85,10 @@ class ClipBatch:
 
     def _map_tensors(self, fn) -> "ClipBatch":
         """A copy with ``fn`` applied to every tensor (None stays None); the id lists are copied."""
-        tensors = ("pixel_values", "audio", "text", "text_mask", "masks")
+        tensors = ("pixel_values", "audio", "text", "text_mask", "masks", "sounding", "target_seconds")
         changes = {name: None if getattr(self, name) is None else fn(getattr(self, name)) for name in tensors}
-        return dataclasses.replace(self, **changes, uids=list(self.uids),
+        visual = None if self.visual is None else {k: fn(v) for k, v in self.visual.items()}
+        return dataclasses.replace(self, **changes, visual=visual, uids=list(self.uids),
                                    clips=None if self.clips is None else list(self.clips))
 
 
@@ -79,13 +96,23 @@ def collate_clips(samples: Sequence[ClipSample]) -> ClipBatch:
     """Stack samples into a :class:`ClipBatch`; masks are kept only when every sample has them."""
     if not samples:
         raise ValueError("cannot collate an empty list of samples")
+    def stacked(name: str) -> torch.Tensor | None:
+        values = [getattr(s, name) for s in samples]
+        return torch.stack(values) if all(v is not None for v in values) else None
+
+    visual = None
+    if all(s.visual is not None for s in samples):
+        visual = {k: torch.stack([s.visual[k] for s in samples]) for k in samples[0].visual}
     with_masks = all(s.masks is not None for s in samples)
     return ClipBatch(
-        pixel_values=torch.stack([s.pixel_values for s in samples]),
+        pixel_values=stacked("pixel_values"),
         audio=torch.stack([s.audio for s in samples]),
         text=torch.stack([s.text for s in samples]),
         text_mask=torch.stack([s.text_mask for s in samples]),
         masks=torch.stack([s.masks for s in samples]) if with_masks else None,
         uids=[s.uid for s in samples],
         clips=[s.clip for s in samples] if all(s.clip is not None for s in samples) else None,
+        visual=visual,
+        sounding=stacked("sounding"),
+        target_seconds=stacked("target_seconds"),
     )

@@ -57,13 +57,19 @@ class RefAVSDataset(Dataset):
             (``refavs features --media``) with the same sizes; otherwise decode the files.
         check_features: at construction, raise :class:`~refavs.features.cache.FeatureCacheError`
             listing what is missing when ``features`` can tell (a ``FeatureStore`` can).
+        labels: add the Ref-AVS Synth training labels where the data has them (sounding-object
+            masks from the cache, the target's sounding seconds from ``scenes.jsonl``); absent on
+            the real benchmark, where they stay None.
+
+    When the feature source caches backbone maps (the ``lite`` preset), samples carry them as
+    ``visual`` and no frame is decoded (``pixel_values`` is None).
     """
 
     def __init__(self, data_dir: str | Path, splits: str | Sequence[str], features: FeatureSource,
                  image: ImageConfig | None = None, mask_size: int = MASK_SIZE, with_masks: bool = True,
                  mask_resize: MaskResize = "reference", num_frames: int = NUM_FRAMES,
                  expressions: Sequence[Expression] | None = None, use_media_cache: bool = True,
-                 check_features: bool = True):
+                 check_features: bool = True, labels: bool = True):
         self.layout = DatasetLayout(Path(data_dir))
         self.splits = [splits] if isinstance(splits, str) else list(splits)
         if expressions is None:
@@ -79,6 +85,14 @@ class RefAVSDataset(Dataset):
         self.num_frames = num_frames
         self.use_media_cache = use_media_cache
         self._folders = [self.layout.resolve_folder(e.uid, e.vid) for e in self.expressions]
+        self.visual = bool(getattr(features, "has_visual_maps", False))
+        self._seconds: dict = {}
+        if labels:
+            from refavs.synth.sounding import has_sounding, target_sounding_seconds
+
+            if has_sounding(self.layout.root):
+                self._seconds = target_sounding_seconds(self.layout.root)
+        self.labels = labels
         if check_features and hasattr(features, "missing"):
             self._check_features()
 
@@ -131,18 +145,30 @@ class RefAVSDataset(Dataset):
 
     def __getitem__(self, index: int) -> ClipSample:
         e, folder = self.expressions[index], self._folders[index]
-        frames = self._frames(folder)
+        f = self.features
+        pixels = visual = sounding = seconds = None
+        if self.visual:
+            visual = {k: torch.from_numpy(v) for k, v in f.visual(folder).items()}
+        else:
+            pixels = normalize_frames(self._frames(folder), self.image.mean, self.image.std)
+        if self.labels and hasattr(f, "has_sounding") and f.has_sounding(folder):
+            sounding = torch.from_numpy(f.sounding(folder)).float()
+        if (folder, e.fid) in self._seconds:
+            seconds = torch.from_numpy(np.asarray(self._seconds[(folder, e.fid)], dtype=np.float32))
         audio = np.asarray(self.features.audio(folder), dtype=np.float32)
         if audio.shape[0] != self.num_frames:
             raise ValueError(f"audio features of {folder} have {audio.shape[0]} windows, expected {self.num_frames}")
         text, mask = self.features.text_of(e.exp)
         masks = torch.from_numpy(self._masks(e, folder)).float() if self.with_masks else None
         return ClipSample(
-            pixel_values=normalize_frames(frames, self.image.mean, self.image.std),
+            pixel_values=pixels,
             audio=torch.from_numpy(audio),
             text=torch.from_numpy(np.asarray(text, dtype=np.float32)),
             text_mask=torch.from_numpy(np.asarray(mask, dtype=bool)),
             masks=masks,
             uid=e.uid,
             clip=folder,
+            visual=visual,
+            sounding=sounding,
+            target_seconds=seconds,
         )

@@ -9,6 +9,10 @@ Layout (``<root>`` is ``<data_dir>/.refavs_cache`` by default; with ``cache_dir`
     <root>/text-<key>/<split>/features.npy     [expressions, max_tokens, dim] float32|float16
     <root>/text-<key>/<split>/mask.npy         [expressions, max_tokens] bool
     <root>/text-<key>/<split>/index.json       expression string of each row, and uid -> row
+    <root>/visual-<key>/<split>/s8.npy, s16.npy  [clips, 10, C, g, g] backbone maps (``lite`` preset; 8-bit
+                                               levels with per-channel s8_lo.npy, s8_step.npy ...)
+    <root>/masks-<key>/, frames-<key>/         decoded targets and frames (``media=True``)
+    <root>/sounding-<key>/<split>/packed.npy   [clips, 10, s, s/8] bit-packed sounding-object masks (Synth)
 
 ``<key>`` is a hash of every setting that changes the output and of the encoder's identity
 (weights URL or file hash, text model folder fingerprint), so changing a setting selects
@@ -101,6 +105,26 @@ def frame_settings(config: FeatureConfig) -> dict:
     return {"size": config.image.size, "resample": "bilinear", "num_frames": NUM_FRAMES}
 
 
+def visual_settings(config: FeatureConfig) -> dict | None:
+    """What the cached backbone maps depend on: the backbone and its weights' SHA-256, the maps
+    kept and their type, the frame size and normalisation (None when the preset caches none)."""
+    if config.visual is None:
+        return None
+    from refavs.models.backbones.efficientnet_lite import weights_sha256
+
+    return {**dataclasses.asdict(config.visual), "weights_sha256": weights_sha256(), "batch_size": None,
+            "image": dataclasses.asdict(config.image), "resample": "bilinear", "num_frames": NUM_FRAMES}
+
+
+SOUNDING_SIZE = 48
+"""Side of the cached sounding-object masks (the ``lite`` model pools them to its stride-16 grid)."""
+
+
+def sounding_settings() -> dict:
+    """What the sounding-mask cache depends on: its size and the frame count."""
+    return {"size": SOUNDING_SIZE, "resize": "nearest", "num_frames": NUM_FRAMES}
+
+
 def mask_settings(mask_size: int = MASK_SIZE, mask_resize: str = "reference") -> dict:
     """What the mask cache depends on: the target size, the resize rule and the frame count."""
     return {"size": mask_size, "resize": mask_resize, "num_frames": NUM_FRAMES}
@@ -115,6 +139,8 @@ class CachePaths:
         text: ``<root>/text-<key>``.
         frames: ``<root>/frames-<key>`` (decoded, resized frames; only with ``media=True``).
         masks: ``<root>/masks-<key>`` (bit-packed target masks; only with ``media=True``).
+        visual: ``<root>/visual-<key>`` (backbone maps), None when the preset caches none.
+        sounding: ``<root>/sounding-<key>`` (Synth's sounding-object masks; with ``media=True``).
         settings: what each key hashes, by kind.
     """
 
@@ -122,6 +148,8 @@ class CachePaths:
     text: Path
     frames: Path
     masks: Path
+    visual: Path | None
+    sounding: Path
     settings: dict = field(compare=False)
 
     def folder(self, kind: str) -> Path:
@@ -133,8 +161,10 @@ def cache_paths(data_dir: str | Path, config: FeatureConfig, cache_dir: str | Pa
     """The keyed cache folders of ``config`` for the dataset at ``data_dir``."""
     root = cache_root(data_dir, cache_dir)
     settings = {"audio": audio_settings(config.audio), "text": text_settings(config.text),
-                "frames": frame_settings(config), "masks": mask_settings(mask_size, mask_resize)}
-    folders = {kind: root / f"{kind}-{settings_key(kind, value)}" for kind, value in settings.items()}
+                "frames": frame_settings(config), "masks": mask_settings(mask_size, mask_resize),
+                "visual": visual_settings(config), "sounding": sounding_settings()}
+    folders = {kind: None if value is None else root / f"{kind}-{settings_key(kind, value)}"
+               for kind, value in settings.items()}
     return CachePaths(**folders, settings=settings)
 
 
@@ -335,9 +365,14 @@ def extract_features(data_dir: str | Path, config: FeatureConfig, splits: Sequen
         batch_size: clips per audio encoder call and per cache chunk (text uses ``config.text.batch_size``).
         device: where the encoders run.
         progress: show a tqdm bar on stderr.
-        media: also cache the decoded, resized frames (uint8) and the bit-packed target masks,
-            so that training reads no JPEG or PNG (disk: ``10 * size * size * 3`` bytes per clip).
+        media: also cache the bit-packed target masks and, where the preset caches no backbone
+            maps, the decoded, resized frames (uint8), so that training reads no JPEG or PNG (disk:
+            ``10 * size * size * 3`` bytes per clip); on Ref-AVS Synth data with ``gt_sounding``,
+            the sounding-object masks too.
         mask_size, mask_resize: the target masks' size and resize rule (with ``media``).
+
+    A preset with ``visual`` settings also caches its backbone's maps of every frame (see
+    :mod:`refavs.features.visual`).
     """
     from tqdm import tqdm
 
@@ -355,16 +390,22 @@ def extract_features(data_dir: str | Path, config: FeatureConfig, splits: Sequen
     by_split: dict[str, list[Expression]] = {}
     for e in expressions:
         by_split.setdefault(e.split, []).append(e)
-    kinds = ["audio", "text"] + (["frames", "masks"] if media else [])
+    from refavs.synth.sounding import has_sounding
+
+    kinds = ["audio", "text"] + (["visual"] if config.visual is not None else [])
+    if media:
+        kinds += (["frames"] if config.visual is None else []) + ["masks"]
+        kinds += ["sounding"] if has_sounding(layout.root) else []
     plan: dict[str, dict[str, list[str]]] = {}
     uids: dict[str, dict[str, int]] = {}
     for split in (s for s in SPLITS if s in by_split):
         rows = by_split[split]
         texts, uids[split] = text_items(rows)
         folders = audio_items(layout, rows)
-        plan[split] = {"audio": folders, "text": texts, "frames": folders, "masks": mask_items(layout, rows)}
-        report.splits[split] = {"clips": len(folders), "expressions": len(texts),
-                                "clips_computed": 0, "texts_computed": 0, "frames_computed": 0, "masks_computed": 0}
+        plan[split] = {"audio": folders, "text": texts, "frames": folders, "masks": mask_items(layout, rows),
+                       "visual": folders, "sounding": folders}
+        report.splits[split] = {"clips": len(folders), "expressions": len(texts), "clips_computed": 0,
+                                "texts_computed": 0, **{f"{k}_computed": 0 for k in kinds[2:]}}
     todo = {kind: sum(len(items[kind]) for split, items in plan.items()
                       if not split_is_complete(paths.folder(kind) / split, items[kind])) for kind in kinds}
     for kind in kinds:
@@ -379,6 +420,11 @@ def extract_features(data_dir: str | Path, config: FeatureConfig, splits: Sequen
 
         text_source = TextEncoder(config.text, device)
     text_dtype = np.float16 if config.text.dtype == "float16" else np.float32
+    visual_source = None
+    if todo.get("visual"):
+        from refavs.features.visual import BackboneMaps
+
+        visual_source = BackboneMaps(config, device)
 
     def compute_audio(folders: Sequence[str]) -> dict[str, np.ndarray]:
         feats = audio_source.embed_files([layout.audio(f) for f in folders])
@@ -404,8 +450,20 @@ def extract_features(data_dir: str | Path, config: FeatureConfig, splits: Sequen
             out.append(np.packbits(masks, axis=-1))
         return {"packed": np.stack(out)}
 
-    compute = {"audio": compute_audio, "text": compute_text, "frames": compute_frames, "masks": compute_masks}
-    chunk = {"audio": batch_size, "text": config.text.batch_size, "frames": batch_size, "masks": 4 * batch_size}
+    def compute_visual(folders: Sequence[str]) -> dict[str, np.ndarray]:
+        return visual_source.of_clips([load_clip_frames(layout, f, config.image.size) for f in folders])
+
+    def compute_sounding(folders: Sequence[str]) -> dict[str, np.ndarray]:
+        from refavs.synth.sounding import load_sounding_masks
+
+        return {"packed": np.stack([np.packbits(load_sounding_masks(layout.root, f, SOUNDING_SIZE), axis=-1)
+                                    for f in folders])}
+
+    compute = {"audio": compute_audio, "text": compute_text, "frames": compute_frames, "masks": compute_masks,
+               "visual": compute_visual, "sounding": compute_sounding}
+    chunk = {"audio": batch_size, "text": config.text.batch_size, "frames": batch_size, "masks": 4 * batch_size,
+             "visual": max(1, (config.visual.batch_size if config.visual else 40) // NUM_FRAMES),
+             "sounding": 4 * batch_size}
     total = sum(todo.values())
     with tqdm(total=total, unit="item", desc="features", disable=not progress or not total,
               dynamic_ncols=True) as bar:
@@ -457,12 +515,13 @@ class FeatureStore:
     """
 
     def __init__(self, audio_dir: str | Path, text_dir: str | Path, frames_dir: str | Path | None = None,
-                 masks_dir: str | Path | None = None, mask_size: int = MASK_SIZE, mask_resize: str = "reference"):
+                 masks_dir: str | Path | None = None, mask_size: int = MASK_SIZE, mask_resize: str = "reference",
+                 visual_dir: str | Path | None = None, sounding_dir: str | Path | None = None):
         self.dirs = {"audio": Path(audio_dir), "text": Path(text_dir)}
-        if frames_dir is not None:
-            self.dirs["frames"] = Path(frames_dir)
-        if masks_dir is not None:
-            self.dirs["masks"] = Path(masks_dir)
+        for kind, folder in (("frames", frames_dir), ("masks", masks_dir), ("visual", visual_dir),
+                             ("sounding", sounding_dir)):
+            if folder is not None:
+                self.dirs[kind] = Path(folder)
         self.mask_size, self.mask_resize = mask_size, mask_resize
         self._rows: dict[str, dict[str, tuple[_SplitArrays, int]]] = {kind: {} for kind in self.dirs}
         self._uids: dict[str, str] = {}
@@ -504,8 +563,9 @@ class FeatureStore:
         """
         paths = cache_paths(data_dir, config, cache_dir, mask_size, mask_resize)
         if media:
-            return cls(paths.audio, paths.text, paths.frames, paths.masks, mask_size, mask_resize)
-        return cls(paths.audio, paths.text)
+            return cls(paths.audio, paths.text, paths.frames, paths.masks, mask_size, mask_resize, paths.visual,
+                       paths.sounding)
+        return cls(paths.audio, paths.text, visual_dir=paths.visual)
 
     def _lookup(self, kind: str, key: str, what: str) -> tuple[_SplitArrays, int]:
         try:
@@ -555,15 +615,46 @@ class FeatureStore:
         arrays, row = self._lookup("masks", mask_key(folder, fid), "mask folder")
         return np.unpackbits(arrays.get("packed")[row], axis=-1, count=self.mask_size).astype(bool)
 
+    @property
+    def has_visual_maps(self) -> bool:
+        """Whether this store is of a preset that caches backbone maps (the ``lite`` model's input)."""
+        return "visual" in self.dirs
+
+    def has_visual(self, folder: str) -> bool:
+        return folder in self._rows.get("visual", {})
+
+    def visual(self, folder: str) -> dict[str, np.ndarray]:
+        """``{"s8": [T, C, g, g], "s16": ...}`` float32 cached backbone maps of a media folder."""
+        from refavs.features.visual import stored_maps
+
+        arrays, row = self._lookup("visual", folder, "media folder")
+        rows = {name: arrays.get(name)[row] for name in arrays.names}
+        return stored_maps(rows, [n for n in arrays.names if not n.endswith(("_lo", "_step"))])
+
+    def has_sounding(self, folder: str) -> bool:
+        return folder in self._rows.get("sounding", {})
+
+    def sounding(self, folder: str) -> np.ndarray:
+        """``bool [T, s, s]`` masks of the objects sounding in each second (Ref-AVS Synth's ``gt_sounding``)."""
+        arrays, row = self._lookup("sounding", folder, "media folder")
+        packed = arrays.get("packed")[row]
+        return np.unpackbits(packed, axis=-1, count=packed.shape[-2]).astype(bool)
+
     def missing(self, layout: DatasetLayout, expressions: Iterable[Expression],
                 media: bool = False) -> tuple[list[str], list[str]]:
-        """Media folders (audio; with ``media`` also frames and target masks) and expression uids
-        (text) of ``expressions`` that are not cached."""
+        """Media folders (audio, backbone maps where the preset caches them; with ``media`` also
+        frames, unless backbone maps replace them, target masks, and Synth's sounding masks where
+        the data has them) and expression uids (text) of ``expressions`` that are not cached."""
+        from refavs.synth.sounding import has_sounding
+
         folders, uids = [], []
+        visual = self.has_visual_maps
+        sounding = media and "sounding" in self.dirs and has_sounding(layout.root)
         for e in expressions:
             folder = layout.resolve_folder(e.uid, e.vid)
-            if folder not in self._rows["audio"] or (
-                    media and not (self.has_frames(folder) and self.has_masks(folder, e.fid))):
+            if (folder not in self._rows["audio"] or (visual and not self.has_visual(folder)) or (
+                    media and not ((visual or self.has_frames(folder)) and self.has_masks(folder, e.fid)))
+                    or (sounding and not self.has_sounding(folder))):
                 folders.append(folder)
             if e.exp not in self._rows["text"]:
                 uids.append(e.uid)

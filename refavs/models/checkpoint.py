@@ -1,4 +1,7 @@
-"""Saving and loading EEMC models: ``config.json`` + ``model.safetensors`` in one folder.
+"""Saving and loading the models of the family: ``config.json`` + ``model.safetensors`` in one folder.
+
+The models call this module (``EEMC.from_pretrained`` -> :func:`load_into`); it imports no
+model. :func:`refavs.models.build.load_pretrained` picks the class from the saved config.
 
 - Writes are atomic: both files go to a temporary folder beside the target, which is then
   renamed into place (an existing target is moved aside first and removed after), so an
@@ -24,7 +27,7 @@ from typing import Mapping
 
 import torch
 
-from refavs.models.config import EEMCConfig, flatten, is_identity_field
+from refavs.models.config import ModelConfig, flatten, is_identity_field, model_config_from_dict
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -36,14 +39,22 @@ class CheckpointError(ValueError):
     """A checkpoint that does not fit the model it is loaded into."""
 
 
-def config_differences(saved: EEMCConfig, wanted: EEMCConfig, identity_only: bool = True) -> list[str]:
+def architecture(config: ModelConfig) -> str:
+    """``lite`` or ``eemc``: which model class a config builds."""
+    return getattr(config, "architecture", "eemc")
+
+
+def config_differences(saved: ModelConfig, wanted: ModelConfig, identity_only: bool = True) -> list[str]:
     """``field: checkpoint=..., requested=...`` for every setting that differs (``name`` ignored;
     with ``identity_only``, only fields that define the trained model, see
-    :func:`~refavs.models.config.is_identity_field`)."""
+    :func:`~refavs.models.config.is_identity_field`). Configs of two architectures differ in
+    that alone."""
+    if architecture(saved) != architecture(wanted):
+        return [f"architecture: checkpoint={architecture(saved)!r}, requested={architecture(wanted)!r}"]
     a, b = flatten(saved), flatten(wanted)
     out = []
     for key in sorted(set(a) | set(b)):
-        if key == "name" or (identity_only and not is_identity_field(key)):
+        if key == "name" or (identity_only and not is_identity_field(key, type(wanted))):
             continue
         if a.get(key) != b.get(key):
             out.append(f"{key}: checkpoint={a.get(key)!r}, requested={b.get(key)!r}")
@@ -51,7 +62,7 @@ def config_differences(saved: EEMCConfig, wanted: EEMCConfig, identity_only: boo
 
 
 def save_pretrained(model, directory: str | Path) -> Path:
-    """Write ``model`` (an :class:`~refavs.models.eemc.EEMC`) into ``directory`` atomically."""
+    """Write ``model`` (any model of the family: it has a ``config``) into ``directory`` atomically."""
     from safetensors.torch import save
 
     directory = Path(directory)
@@ -82,8 +93,8 @@ def _replace_dir(src: Path, dst: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def load_config(directory: str | Path) -> EEMCConfig:
-    """The :class:`EEMCConfig` a checkpoint folder was saved with."""
+def load_config(directory: str | Path) -> ModelConfig:
+    """The model config (:class:`EEMCConfig` or :class:`LiteConfig`) a checkpoint folder was saved with."""
     path = Path(directory) / CONFIG_FILE
     if not path.is_file():
         raise CheckpointError(f"{directory} is not an EEMC checkpoint (no {CONFIG_FILE})")
@@ -93,7 +104,7 @@ def load_config(directory: str | Path) -> EEMCConfig:
     if data.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(f"{path} has format version {data.get('format_version')}; this refavs reads "
                               f"version {FORMAT_VERSION}")
-    return EEMCConfig.from_dict(data["config"])
+    return model_config_from_dict(data["config"])
 
 
 LISTED_PER_KIND = 6
@@ -169,10 +180,13 @@ def load_state_dict_strict(model: torch.nn.Module, state: Mapping[str, torch.Ten
     model.load_state_dict(state, strict=True)
 
 
-def load_pretrained(directory: str | Path, config: EEMCConfig | None = None, device: str | torch.device = "cpu"):
-    """An :class:`~refavs.models.eemc.EEMC` with the weights saved in ``directory``.
+def load_into(model_class, directory: str | Path, config: ModelConfig | None = None,
+              device: str | torch.device = "cpu"):
+    """A ``model_class`` (built with ``load_pretrained=False``) holding the weights saved in ``directory``.
 
     Args:
+        model_class: the model's class (``EEMC``, ``LiteEEMC``); its ``__init__`` takes
+            ``(config, load_pretrained=...)``.
         directory: a folder written by :func:`save_pretrained`.
         config: the configuration the caller expects; a checkpoint whose settings differ (other
             than non-identity fields, which are taken from ``config``) is refused. None: the saved one.
@@ -180,15 +194,13 @@ def load_pretrained(directory: str | Path, config: EEMCConfig | None = None, dev
     """
     from safetensors.torch import load_file
 
-    from refavs.models.eemc import EEMC
-
     saved = load_config(directory)
     if config is not None:
         differences = config_differences(saved, config)
         if differences:
             raise CheckpointError(f"{directory} holds a checkpoint of config {saved.name!r}, not of the requested "
                                   f"{config.name!r}; settings that differ: " + "; ".join(differences))
-    model = EEMC(config or saved, load_pretrained=False)
+    model = model_class(config or saved, load_pretrained=False)
     state = load_file(str(Path(directory) / WEIGHTS_FILE), device="cpu")
     load_state_dict_strict(model, state, source=str(directory))
     return model.to(device)

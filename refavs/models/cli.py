@@ -57,8 +57,8 @@ def run_import(args: argparse.Namespace) -> int:
 def run_info(args: argparse.Namespace) -> int:
     import torch
 
+    from refavs.models.build import build_model
     from refavs.models.config import get_model_config
-    from refavs.models.eemc import EEMC
 
     try:
         config = get_model_config(args.config, args.overrides)
@@ -66,7 +66,8 @@ def run_info(args: argparse.Namespace) -> int:
         print(f"refavs model-info: error: {e}", file=sys.stderr)
         return 2
     with torch.device("meta"):
-        model = EEMC(config, load_pretrained=False)
-    print(json.dumps({"config": config.to_dict(), "trainable_groups": list(config.trainable.resolved()),
+        model = build_model(config, load_pretrained=False)
+    groups = [g for g, params in model.parameter_groups().items() if any(p.requires_grad for p in params.values())]
+    print(json.dumps({"config": config.to_dict(), "trainable_groups": groups,
                       "parameters": model.parameter_counts()}, indent=2))
     return 0

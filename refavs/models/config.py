@@ -15,6 +15,9 @@ Named configurations (:func:`get_model_config`):
 - ``tiny``: a tiny randomly initialised Swin (no download), MiniLM text (384-d), log-mel audio
   (128-d), 128 px frames; the whole segmenter trains too, since nothing is pretrained.
 - ``tiny-reference``: ``tiny`` with the reference switches on (tests, timing).
+- ``lite``: not Mask2Former but the CPU model that refers (:mod:`refavs.models.lite`, settings
+  :class:`~refavs.models.lite_config.LiteConfig`): a frozen ImageNet EfficientNet-Lite0 whose
+  maps are cached, dense text/audio fusion, a kernel read-out. Feature preset ``lite``.
 
 Each configuration names its feature preset (:mod:`refavs.features.config`) so training can
 check that the cached features fit the model (:func:`feature_mismatches`).
@@ -30,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Literal, Mapping
 
 from refavs.data.layout import MASK_SIZE, NUM_FRAMES
+from refavs.models.lite_config import LiteConfig, lite_config
 
 PAPER_CHECKPOINT = "facebook/mask2former-swin-base-ade-semantic"
 """The pretrained Mask2Former of the paper (Swin-B backbone, ADE20k semantic, 150 classes)."""
@@ -306,6 +310,27 @@ class EEMCConfig:
         """Width of the multimodal prompt (the decoder's hidden size)."""
         return self.segmenter.hidden_dim
 
+    # the names every model config answers (see feature_mismatches)
+    @property
+    def image_size(self) -> int:
+        return self.segmenter.image_size
+
+    @property
+    def num_frames(self) -> int:
+        return self.fusion.num_frames
+
+    @property
+    def audio_dim(self) -> int:
+        return self.fusion.audio_dim
+
+    @property
+    def text_dim(self) -> int:
+        return self.fusion.text_dim
+
+    @property
+    def text_tokens(self) -> int:
+        return self.fusion.text_tokens
+
     @property
     def prompt_tokens(self) -> int:
         """Tokens of one frame's prompt: T audio + tag + P visual + tag + L text (181 for the paper)."""
@@ -400,11 +425,24 @@ MODEL_CONFIGS = {
     "paper-reference": lambda: with_reference_switches(_paper()),
     "tiny": _tiny,
     "tiny-reference": lambda: with_reference_switches(_tiny()),
+    "lite": lite_config,
 }
 """Named configurations; each entry builds a fresh :class:`EEMCConfig`."""
 
 
-def get_model_config(name: str, overrides: Iterable[str] = ()) -> EEMCConfig:
+ModelConfig = EEMCConfig | LiteConfig
+"""The configuration of any model of the family (:func:`refavs.models.build.build_model` builds it)."""
+
+
+def model_config_from_dict(data: Mapping[str, Any]) -> ModelConfig:
+    """The config a ``to_dict`` dict describes: a :class:`LiteConfig` when its ``architecture`` is
+    ``lite``, else an :class:`EEMCConfig` (checkpoints saved before ``lite`` existed have none)."""
+    if isinstance(data, Mapping) and data.get("architecture") == "lite":
+        return config_from_dict(LiteConfig, data)
+    return EEMCConfig.from_dict(data)
+
+
+def get_model_config(name: str, overrides: Iterable[str] = ()) -> ModelConfig:
     """The named configuration with ``key=value`` overrides applied (see :func:`apply_overrides`)."""
     try:
         config = MODEL_CONFIGS[name]()
@@ -420,22 +458,26 @@ def feature_mismatches(config: EEMCConfig, features) -> list[str]:
     it on the tensors it receives.
     """
     out = []
+    lite = isinstance(config, LiteConfig)
+    section, size_field = ("inputs", "backbone.image_size") if lite else ("fusion", "segmenter.image_size")
     if features.name != config.feature_preset:
         out.append(f"feature preset {features.name!r} but the model expects {config.feature_preset!r}")
-    if features.audio.dim != config.fusion.audio_dim:
-        out.append(f"audio features are {features.audio.dim}-d but fusion.audio_dim={config.fusion.audio_dim}")
-    if features.audio.num_windows != config.fusion.num_frames:
-        out.append(f"{features.audio.num_windows} audio windows but fusion.num_frames={config.fusion.num_frames}")
-    if features.text.max_tokens != config.fusion.text_tokens:
-        out.append(f"{features.text.max_tokens} text tokens but fusion.text_tokens={config.fusion.text_tokens}")
-    if features.image.size != config.segmenter.image_size:
-        out.append(f"{features.image.size} px frames but segmenter.image_size={config.segmenter.image_size}")
+    if features.audio.dim != config.audio_dim:
+        out.append(f"audio features are {features.audio.dim}-d but {section}.audio_dim={config.audio_dim}")
+    if features.audio.num_windows != config.num_frames:
+        out.append(f"{features.audio.num_windows} audio windows but {section}.num_frames={config.num_frames}")
+    if features.text.max_tokens != config.text_tokens:
+        out.append(f"{features.text.max_tokens} text tokens but {section}.text_tokens={config.text_tokens}")
+    if features.image.size != config.image_size:
+        out.append(f"{features.image.size} px frames but {size_field}={config.image_size}")
+    if lite and getattr(features, "visual", None) is None:
+        out.append(f"feature preset {features.name!r} caches no backbone maps (the lite model reads them)")
     return out
 
 
 # --------------------------------------------------------------------- dict and override parsing
 
-def is_identity_field(path: str) -> bool:
+def is_identity_field(path: str, config_class: Any = None) -> bool:
     """Whether the dotted field ``path`` is part of what a trained model is.
 
     Not identity fields (marked ``metadata={"identity": False}``) only choose the initial
@@ -443,7 +485,7 @@ def is_identity_field(path: str) -> bool:
     parameters train (``trainable``) or how, not what, the model computes
     (``compat.visual_tokens_from``); a checkpoint may be loaded with other values of them.
     """
-    cls: Any = EEMCConfig
+    cls: Any = config_class or EEMCConfig
     for part in path.split("."):
         fields = {f.name: f for f in dataclasses.fields(cls)}
         if part not in fields:

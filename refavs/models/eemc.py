@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from refavs.data.batch import ClipBatch
+from refavs.models import checkpoint
 from refavs.models.adapters import Adapter, attach_adapters
 from refavs.models.config import GROUPS, EEMCConfig
 from refavs.models.fusion import MultimodalFusion
@@ -124,16 +125,12 @@ class EEMC(nn.Module):
     @classmethod
     def from_pretrained(cls, directory: str | Path, config: EEMCConfig | None = None,
                         device: str | torch.device = "cpu") -> "EEMC":
-        """A model saved by :meth:`save_pretrained` (see :func:`refavs.models.checkpoint.load_pretrained`)."""
-        from refavs.models.checkpoint import load_pretrained
-
-        return load_pretrained(directory, config=config, device=device)
+        """A model saved by :meth:`save_pretrained` (see :func:`refavs.models.checkpoint.load_into`)."""
+        return checkpoint.load_into(cls, directory, config=config, device=device)
 
     def save_pretrained(self, directory: str | Path) -> Path:
         """Write ``config.json`` and ``model.safetensors`` into ``directory`` atomically."""
-        from refavs.models.checkpoint import save_pretrained
-
-        return save_pretrained(self, directory)
+        return checkpoint.save_pretrained(self, directory)
 
     @property
     def pixel_level_module(self) -> nn.Module:

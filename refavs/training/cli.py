@@ -34,7 +34,8 @@ def register(subparsers) -> None:
                     "RUN/best (best val J). key=value items override the training recipe (its fields: epochs, "
                     "lr, batch_size, mixed_precision, max_steps, ...) or the model config (dotted fields, e.g. "
                     "fusion.num_heads=4). Many GPUs: torchrun --nproc-per-node 8 -m refavs train ...")
-    p.add_argument("--config", default="tiny", choices=sorted(MODEL_CONFIGS), help="model config (default tiny)")
+    p.add_argument("--config", default="tiny", choices=sorted(MODEL_CONFIGS),
+                   help="model config (default tiny; lite: the CPU model of the main job)")
     p.add_argument("--recipe", help="training recipe (default: the one named like the model config's base, "
                                     "paper or tiny)")
     p.add_argument("--data-dir", type=Path, required=True, help="the dataset folder")
@@ -80,7 +81,10 @@ def run_train(args: argparse.Namespace) -> int:
     from refavs.training.trainer import TrainingError, train
 
     train_items, model_items = split_overrides(args.overrides)
-    recipe = args.recipe or ("paper" if args.config.startswith("paper") else "tiny")
+    from refavs.training.config import TRAIN_RECIPES
+
+    base = args.config.removesuffix("-reference")
+    recipe = args.recipe or (base if base in TRAIN_RECIPES else "tiny")
     try:
         model_config = get_model_config(args.config, model_items)
         train_config = get_train_config(recipe, train_items)
@@ -105,7 +109,7 @@ def run_eval(args: argparse.Namespace) -> int:
     from refavs.data.metadata import MetadataError
     from refavs.features.cache import FeatureCacheError
     from refavs.models.checkpoint import CheckpointError
-    from refavs.models.eemc import EEMC
+    from refavs.models.build import load_pretrained
     from refavs.scoring.table import format_report
     from refavs.training.evaluate import evaluate
     from refavs.training.trainer import TrainingError, prepare_features
@@ -116,7 +120,7 @@ def run_eval(args: argparse.Namespace) -> int:
         return _fail("eval", f"{args.data_dir}/metadata.csv not found (--data-dir)", 2)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        model = EEMC.from_pretrained(args.checkpoint, device=device)
+        model = load_pretrained(args.checkpoint, device=device)
         features, store = prepare_features(args.data_dir, model.config, args.splits, args.cache_dir)
         report = evaluate(model, args.data_dir, args.splits, store, features.image, batch_size=args.batch_size,
                           device=device, aggregation=args.aggregation, ablate=args.ablate,

@@ -3,6 +3,7 @@
 - ``paper``: the reference recipe: AdamW, lr 1e-4, 50 epochs, 2 clips per step, evaluation
   batches of 4 clips, the checkpoint with the best val J kept.
 - ``tiny``: sized for the ``tiny`` model on a 2-core CPU and Ref-AVS Synth ``small``.
+- ``lite``: the ``lite`` model on a 2-core CPU and Ref-AVS Synth ``medium`` (the main job).
 
 Override any field with ``key=value`` (``epochs=3``, ``mixed_precision=bf16``), parsed by its type.
 """
@@ -111,7 +112,13 @@ def _tiny() -> TrainConfig:
                        batch_by_clip=True)
 
 
-TRAIN_RECIPES = {"paper": _paper, "tiny": _tiny}
+def _lite() -> TrainConfig:
+    return TrainConfig(name="lite", epochs=4, lr=1e-3, batch_size=12, eval_batch_size=16, scheduler="cosine",
+                       warmup_steps=50, max_grad_norm=1.0, log_every_steps=20, batch_by_clip=True,
+                       weight_decay=0.05)
+
+
+TRAIN_RECIPES = {"paper": _paper, "tiny": _tiny, "lite": _lite}
 """Named recipes; the model config of the same name uses the recipe of the same name by default."""
 
 

@@ -36,8 +36,11 @@ def ablate_batch(batch: ClipBatch, ablate: str | None) -> ClipBatch:
         return batch
     if ablate not in ABLATIONS:
         raise ValueError(f"ablate must be one of {', '.join(ABLATIONS)}, got {ablate!r}")
-    key = {"visual": "pixel_values"}.get(ablate, ablate)
-    return dataclasses.replace(batch, **{key: torch.zeros_like(getattr(batch, key))})
+    if ablate == "visual":  # the frames, and the backbone maps cached from them
+        visual = None if batch.visual is None else {k: torch.zeros_like(v) for k, v in batch.visual.items()}
+        pixels = None if batch.pixel_values is None else torch.zeros_like(batch.pixel_values)
+        return dataclasses.replace(batch, pixel_values=pixels, visual=visual)
+    return dataclasses.replace(batch, **{ablate: torch.zeros_like(getattr(batch, ablate))})
 
 
 def autocast(device: torch.device, mixed_precision: str):

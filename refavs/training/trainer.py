@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from refavs.models.config import EEMCConfig
+from refavs.models.config import ModelConfig, model_config_from_dict
 from refavs.training.config import TrainConfig
 
 RUN_FILE = "run.json"
@@ -76,19 +76,19 @@ def _append_log(run_dir: Path, record: dict) -> None:
         f.write(json.dumps(record) + "\n")
 
 
-def _run_info(model_config: EEMCConfig, train_config: TrainConfig, data_dir: Path) -> dict:
+def _run_info(model_config: ModelConfig, train_config: TrainConfig, data_dir: Path) -> dict:
     from refavs import __version__
 
     return {"refavs_version": __version__, "data_dir": str(data_dir.resolve()),
             "model_config": model_config.to_dict(), "train_config": train_config.to_dict()}
 
 
-def _check_resume(run_dir: Path, model_config: EEMCConfig, train_config: TrainConfig) -> None:
+def _check_resume(run_dir: Path, model_config: ModelConfig, train_config: TrainConfig) -> None:
     """Refuse to resume a run with settings other than those it started with."""
     from refavs.models.checkpoint import config_differences
 
     info = json.loads((run_dir / RUN_FILE).read_text(encoding="utf-8"))
-    saved_model = EEMCConfig.from_dict(info["model_config"])
+    saved_model = model_config_from_dict(info["model_config"])
     saved_train = TrainConfig.from_dict(info["train_config"])
     diffs = config_differences(saved_model, model_config, identity_only=False)
     diffs += [f"train.{k}: run={v!r}, requested={getattr(train_config, k)!r}"
@@ -99,7 +99,7 @@ def _check_resume(run_dir: Path, model_config: EEMCConfig, train_config: TrainCo
                             + "\n  ".join(diffs))
 
 
-def prepare_features(data_dir: Path, model_config: EEMCConfig, splits, cache_dir=None, progress: bool = False,
+def prepare_features(data_dir: Path, model_config: ModelConfig, splits, cache_dir=None, progress: bool = False,
                      media: bool = False):
     """The feature preset of the model, extracted for ``splits`` when missing; returns ``(config, store)``.
 
@@ -122,7 +122,7 @@ def prepare_features(data_dir: Path, model_config: EEMCConfig, splits, cache_dir
     return features, store
 
 
-def train(model_config: EEMCConfig, train_config: TrainConfig, data_dir: str | Path, run_dir: str | Path,
+def train(model_config: ModelConfig, train_config: TrainConfig, data_dir: str | Path, run_dir: str | Path,
           resume: bool = False, device: str | None = None, cache_dir: str | Path | None = None,
           progress: bool = True, log=print) -> TrainResult:
     """Train ``model_config`` with ``train_config`` on the dataset at ``data_dir`` into ``run_dir``.
@@ -137,7 +137,7 @@ def train(model_config: EEMCConfig, train_config: TrainConfig, data_dir: str | P
     from refavs.data.dataset import RefAVSDataset, collate
     from refavs.data.metadata import read_metadata
     from refavs.data.writer import atomic_write_bytes
-    from refavs.models.eemc import EEMC
+    from refavs.models.build import build_model, model_class
     from refavs.training import distributed as dist
     from refavs.training.checkpoint import last_checkpoint, load_state, rng_state, save_checkpoint, set_rng_state
     from refavs.training.evaluate import autocast, evaluate
@@ -170,10 +170,10 @@ def train(model_config: EEMCConfig, train_config: TrainConfig, data_dir: str | P
 
     torch.manual_seed(cfg.seed)
     if resume:
-        model = EEMC.from_pretrained(checkpoint, config=model_config)
+        model = model_class(model_config).from_pretrained(checkpoint, config=model_config)
         state = load_state(checkpoint)
     else:
-        model = EEMC(model_config)
+        model = build_model(model_config)
         state = None
     model.to(env.device)
     model.train()
@@ -249,7 +249,7 @@ def train(model_config: EEMCConfig, train_config: TrainConfig, data_dir: str | P
 
             bar = tqdm(total=steps_per_epoch, initial=step_in_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}",
                        unit="step", leave=False)
-        window_loss, window_clips, window_start = 0.0, 0, time.perf_counter()
+        window_loss, window_clips, window_start, window_terms = 0.0, 0, time.perf_counter(), {}
         micro = 0
         optimizer.zero_grad(set_to_none=True)
         for batch in loader:
@@ -259,9 +259,12 @@ def train(model_config: EEMCConfig, train_config: TrainConfig, data_dir: str | P
             sync = nullcontext() if (final_micro or not env.distributed) else net.no_sync()
             with sync:
                 with autocast(env.device, cfg.mixed_precision):
-                    loss = net(batch).loss
+                    output = net(batch)
+                    loss = output.loss
                 scaler.scale(loss / cfg.grad_accum_steps).backward()
             window_loss += float(loss.detach())
+            for name, value in (getattr(output, "losses", None) or {}).items():  # a model's loss terms
+                window_terms[name] = window_terms.get(name, 0.0) + value
             window_clips += len(batch) * env.world_size
             if not final_micro:
                 continue
@@ -282,12 +285,14 @@ def train(model_config: EEMCConfig, train_config: TrainConfig, data_dir: str | P
                 if env.is_main:
                     record = {"step": global_step, "epoch": epoch + 1, "loss": mean_loss,
                               "lr": scheduler.get_last_lr()[0], "clips_per_s": clips_per_s}
+                    if window_terms:  # rank 0's terms, averaged over the window's micro-batches
+                        record["losses"] = {k: v / (micro or 1) for k, v in window_terms.items()}
                     _append_log(run_dir, record)
                     if writer is not None:
                         writer.add_scalar("train/loss", mean_loss, global_step)
                     if bar is not None:
                         bar.set_postfix(loss=f"{mean_loss:.4f}", clips_s=f"{clips_per_s:.1f}")
-                window_loss, window_clips, micro, window_start = 0.0, 0, 0, time.perf_counter()
+                window_loss, window_clips, micro, window_start, window_terms = 0.0, 0, 0, time.perf_counter(), {}
             if global_step >= total_steps:
                 stop = True
                 break

@@ -1,0 +1,101 @@
+"""Backbone maps of frames, computed once and cached (the ``lite`` model's frozen eyes).
+
+:class:`BackboneMaps` runs the preset's frozen backbone (ImageNet EfficientNet-Lite0) on decoded
+frames exactly as :meth:`refavs.models.lite.LiteEEMC.backbone_maps` does on raw frames (both
+with the batch norms folded into the convolutions, :func:`fused_for_inference`): the frame
+resized to ``image.size`` (bilinear, :func:`refavs.data.frames.load_clip_frames`), normalised
+with ``image.mean`` / ``image.std``, the stride-8 and stride-16 maps kept and stored as
+``visual.dtype``. A cached map and the model's own pass therefore differ only by that rounding
+(:func:`quantize` / :func:`dequantize` for ``uint8``).
+
+Stored arrays per map ``<m>`` (rows are clips): ``<m>`` ``[clips, T, C, g, g]``; with ``uint8``
+also ``<m>_lo`` and ``<m>_step`` ``[clips, T, C]`` float16, so that value = lo + step * level.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+import torch
+
+from refavs.features.config import FeatureConfig
+
+LEVELS = 255
+"""Highest 8-bit level of a quantised channel."""
+
+
+def quantize(maps: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``[..., C, g, g]`` float -> (uint8 levels, lo, step): each channel of each map spread over
+    0..255 between its minimum and maximum (lo and step as float16, the levels computed from
+    those float16 values so that dequantising adds no bias)."""
+    flat = maps.reshape(*maps.shape[:-2], -1).astype(np.float32)
+    lo = flat.min(-1).astype(np.float16)
+    step = ((flat.max(-1) - lo.astype(np.float32)) / LEVELS).astype(np.float16)
+    lo32, step32 = lo.astype(np.float32), step.astype(np.float32)
+    safe = np.where(step32 > 0, step32, 1.0)
+    levels = np.rint((flat - lo32[..., None]) / safe[..., None]).clip(0, LEVELS).astype(np.uint8)
+    return levels.reshape(maps.shape), lo, step
+
+
+def dequantize(levels: np.ndarray, lo: np.ndarray, step: np.ndarray) -> np.ndarray:
+    """float32 maps of :func:`quantize`'s output."""
+    return (lo.astype(np.float32)[..., None, None]
+            + step.astype(np.float32)[..., None, None] * levels.astype(np.float32))
+
+
+def stored_maps(arrays: Mapping[str, np.ndarray], names: Sequence[str]) -> dict[str, np.ndarray]:
+    """float32 maps by name from the stored arrays of one row (quantised or not)."""
+    out = {}
+    for name in names:
+        if f"{name}_lo" in arrays:
+            out[name] = dequantize(arrays[name], arrays[f"{name}_lo"], arrays[f"{name}_step"])
+        else:
+            out[name] = np.asarray(arrays[name], dtype=np.float32)
+    return out
+
+
+class BackboneMaps:
+    """The frozen backbone of a feature preset with ``visual`` settings.
+
+    Args:
+        config: the feature preset (its ``visual`` and ``image`` settings).
+        device: where the backbone runs.
+    """
+
+    def __init__(self, config: FeatureConfig, device: str | torch.device = "cpu"):
+        if config.visual is None:
+            raise ValueError(f"feature preset {config.name!r} caches no backbone maps (no visual settings)")
+        from refavs.models.backbones.efficientnet_lite import fused_for_inference, load_efficientnet_lite0
+
+        self.config = config
+        self.device = torch.device(device)
+        self.model = fused_for_inference(load_efficientnet_lite0(pretrained=True).to(self.device))
+        self.up_to = "s16" if "s16" in config.visual.maps else "s8"
+
+    @torch.inference_mode()
+    def of_frames(self, frames: np.ndarray) -> dict[str, np.ndarray]:
+        """``{name: float32 [N, C, g, g]}`` maps of ``uint8 [N, S, S, 3]`` frames (already resized)."""
+        from refavs.data.frames import normalize_frames
+
+        image, out = self.config.image, {name: [] for name in self.config.visual.maps}
+        step = self.config.visual.batch_size
+        for i in range(0, len(frames), step):
+            pixels = normalize_frames(frames[i:i + step], image.mean, image.std).to(
+                self.device, memory_format=torch.channels_last)
+            maps = self.model.forward_features(pixels, up_to=self.up_to)
+            for name in out:
+                out[name].append(maps[name].float().cpu().numpy())
+        return {name: np.concatenate(parts) for name, parts in out.items()}
+
+    def of_clips(self, clips: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
+        """The arrays to store for clips of ``uint8 [T, S, S, 3]`` frames (see the module docstring)."""
+        t = len(clips[0])
+        out = {}
+        for name, m in self.of_frames(np.concatenate(list(clips))).items():
+            m = m.reshape(len(clips), t, *m.shape[1:])
+            if self.config.visual.dtype == "uint8":
+                out[name], out[f"{name}_lo"], out[f"{name}_step"] = quantize(m)
+            else:
+                out[name] = m.astype(np.float16 if self.config.visual.dtype == "float16" else np.float32)
+        return out

@@ -1,0 +1,39 @@
+"""One entry point for every model of the family: build from a config, load from a checkpoint.
+
+``EEMC`` (Mask2Former, configs ``paper`` and ``tiny``) and ``LiteEEMC`` (config ``lite``) take the
+same batches and return the same outputs; code that trains, evaluates or serves a model calls
+:func:`build_model` / :func:`load_pretrained` and never names the class.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from refavs.models.config import LiteConfig, ModelConfig
+
+
+def model_class(config: ModelConfig) -> type[nn.Module]:
+    """The class that builds ``config``."""
+    if isinstance(config, LiteConfig):
+        from refavs.models.lite import LiteEEMC
+
+        return LiteEEMC
+    from refavs.models.eemc import EEMC
+
+    return EEMC
+
+
+def build_model(config: ModelConfig, load_pretrained: bool = True) -> nn.Module:
+    """A fresh model of ``config`` (pretrained parts fetched unless ``load_pretrained`` is False)."""
+    return model_class(config)(config, load_pretrained=load_pretrained)
+
+
+def load_pretrained(directory: str | Path, config: ModelConfig | None = None, device: str | torch.device = "cpu"):
+    """The model saved in ``directory`` (see :func:`refavs.models.checkpoint.load_into`), of
+    whichever class its ``config.json`` names."""
+    from refavs.models.checkpoint import load_config, load_into
+
+    return load_into(model_class(load_config(directory)), directory, config=config, device=device)

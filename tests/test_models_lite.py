@@ -1,0 +1,157 @@
+"""The ``lite`` model: shapes, the presence gate, cached maps against raw frames, losses, saving."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from refavs.models.build import build_model, load_pretrained
+from refavs.models.checkpoint import CheckpointError
+from refavs.models.config import get_model_config, model_config_from_dict
+from refavs.models.lite import LiteEEMC, cached_memory, gated_product_logits
+
+B, T = 2, 10
+
+
+def small_config(*overrides: str):
+    return get_model_config("lite", ["head.dim=32", "head.fine_dim=16", "backbone.image_size=64", *overrides])
+
+
+def inputs(config, seed: int = 0) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    grids = config.backbone.grids
+    text_mask = torch.ones(B, config.text_tokens, dtype=torch.bool)
+    text_mask[:, 7:] = False
+    return dict(
+        visual={"s8": torch.randn(B, T, 40, grids["s8"], grids["s8"], generator=g),
+                "s16": torch.randn(B, T, 112, grids["s16"], grids["s16"], generator=g)},
+        audio=torch.randn(B, T, config.audio_dim, generator=g),
+        text=torch.randn(B, config.text_tokens, config.text_dim, generator=g),
+        text_mask=text_mask)
+
+
+@pytest.fixture(scope="module")
+def model() -> LiteEEMC:
+    torch.manual_seed(0)
+    return build_model(small_config(), load_pretrained=False).eval()
+
+
+def test_output_shapes_and_trainable_parameters(model):
+    out = model(**inputs(model.config))
+    assert out.mask_logits.shape == (B, T, 256, 256)
+    assert out.presence_logits.shape == (B, T)
+    assert out.sounding_logits.shape == (B, T, 4, 4)
+    assert out.loss is None
+    groups = model.parameter_groups()
+    assert not any(p.requires_grad for p in groups["backbone"].values())
+    assert all(p.requires_grad for p in groups["head"].values())
+    assert model.parameter_counts()["trainable"] == sum(p.numel() for p in groups["head"].values())
+
+
+def test_gated_product_is_the_product_of_probabilities():
+    m = torch.tensor([-30.0, -2.0, 0.0, 3.0, 40.0]).view(1, 1, 1, 5)
+    p = torch.tensor([[1.5]])
+    got = gated_product_logits(m, p).sigmoid()
+    assert torch.allclose(got, m.sigmoid() * p.sigmoid(), atol=1e-6)
+    assert torch.isfinite(gated_product_logits(m, torch.tensor([[60.0]]))).all()
+
+
+def test_cached_memory_matches_its_definition():
+    x = torch.randn(2, 5, 3)
+    want = torch.stack([2 * x[:, t] - x[:, : t + 1].mean(1) for t in range(5)], 1)
+    assert torch.allclose(cached_memory(x, 1.0), want, atol=1e-6)
+
+
+def test_expression_and_audio_change_the_masks(model):
+    base = inputs(model.config)
+    out = model(**base).mask_logits
+    other_text = model(**{**base, "text": torch.randn_like(base["text"])}).mask_logits
+    other_audio = model(**{**base, "audio": torch.randn_like(base["audio"])}).mask_logits
+    assert (out - other_text).abs().mean() > 1e-3
+    assert (out - other_audio).abs().mean() > 1e-3
+    # padding tokens are ignored: changing them changes nothing
+    padded = base["text"].clone()
+    padded[:, 7:] = 5.0
+    assert torch.allclose(model(**{**base, "text": padded}).mask_logits, out, atol=1e-5)
+
+
+def test_frames_give_the_cached_maps_result(model):
+    size = model.config.backbone.image_size
+    pixels = torch.randn(B, T, 3, size, size)
+    maps = model.backbone_maps(pixels.flatten(0, 1))
+    visual = {k: v.reshape(B, T, *v.shape[1:]) for k, v in maps.items()}
+    rest = {k: v for k, v in inputs(model.config).items() if k != "visual"}
+    a = model(pixels, **rest).mask_logits
+    b = model(None, visual=visual, **rest).mask_logits
+    assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_training_losses_use_a_subset_of_frames_and_train_the_head():
+    torch.manual_seed(0)
+    model = build_model(small_config("loss.frames_per_clip=3"), load_pretrained=False).train()
+    x = inputs(model.config)
+    masks = torch.zeros(B, T, 256, 256)
+    masks[:, :, 40:120, 30:90] = 1
+    masks[1, 4:] = 0  # the target leaves: presence must learn 0 there
+    sounding = torch.zeros(B, T, 48, 48)
+    sounding[:, :5, 10:20, 10:20] = 1
+    seconds = torch.zeros(B, T)
+    seconds[:, :5] = 1
+    out = model(masks=masks, sounding=sounding, target_seconds=seconds, **x)
+    assert out.mask_logits.shape == (B, 3, 256, 256)
+    assert set(out.losses) == {"mask", "presence", "sounding", "target_seconds"}
+    assert math.isclose(float(out.loss.detach()), sum(out.losses.values()), rel_tol=1e-5)
+    out.loss.backward()
+    grads = {n: p.grad for n, p in model.named_parameters() if p.requires_grad}
+    assert all(g is not None for g in grads.values())
+    assert all(p.grad is None for n, p in model.named_parameters() if n.startswith("backbone."))
+    # without Synth labels the auxiliary terms are simply absent
+    out = model(masks=masks, **x)
+    assert set(out.losses) == {"mask", "presence"}
+
+
+def test_loss_falls_when_fitting_one_batch():
+    torch.manual_seed(0)
+    model = build_model(small_config("loss.frames_per_clip=0", "head.dropout=0"), load_pretrained=False).train()
+    x = inputs(model.config)
+    masks = torch.zeros(B, T, 256, 256)
+    masks[0, :, 0:128, 0:128] = 1
+    masks[1, :, 128:, 128:] = 1
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3)
+    first = None
+    for _ in range(30):
+        loss = model(masks=masks, **x).loss
+        first = float(loss) if first is None else first
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert float(loss) < 0.6 * first
+
+
+def test_save_and_load_roundtrip(model, tmp_path):
+    model.save_pretrained(tmp_path / "ckpt")
+    loaded = load_pretrained(tmp_path / "ckpt")
+    assert isinstance(loaded, LiteEEMC)
+    x = inputs(model.config)
+    assert torch.equal(loaded.eval()(**x).mask_logits, model(**x).mask_logits)
+    # a config saved to JSON and read back is the same config
+    assert model_config_from_dict(model.config.to_dict()) == model.config
+    # a checkpoint of another architecture is refused, naming it
+    with pytest.raises(CheckpointError, match="architecture"):
+        load_pretrained(tmp_path / "ckpt", config=get_model_config("tiny"))
+    with pytest.raises(CheckpointError, match="head.dim"):
+        load_pretrained(tmp_path / "ckpt", config=small_config("head.dim=64"))
+
+
+def test_bad_inputs_are_named(model):
+    x = inputs(model.config)
+    with pytest.raises(ValueError, match="backbone map s8"):
+        model(**{**x, "visual": {"s16": x["visual"]["s16"]}})
+    with pytest.raises(ValueError, match="audio must be"):
+        model(**{**x, "audio": x["audio"][:, :, :5]})
+    with pytest.raises(ValueError, match="pixel_values or cached backbone maps"):
+        model(**{k: v for k, v in x.items() if k != "visual"})
+    with pytest.raises(ValueError, match="frames_per_clip"):
+        small_config("loss.frames_per_clip=11")
