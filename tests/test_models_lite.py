@@ -155,3 +155,15 @@ def test_bad_inputs_are_named(model):
         model(**{k: v for k, v in x.items() if k != "visual"})
     with pytest.raises(ValueError, match="frames_per_clip"):
         small_config("loss.frames_per_clip=11")
+
+
+def test_expressions_of_one_clip_share_its_pass(model):
+    """Given clip ids, the clip-only part runs once per clip: the same masks and losses."""
+    x = inputs(model.config)
+    same_clip = {**x, "visual": {k: v[:1].expand_as(v).clone() for k, v in x["visual"].items()},
+                 "audio": x["audio"][:1].expand_as(x["audio"]).clone()}
+    alone = model(**same_clip).mask_logits
+    shared = model(**same_clip, clips=["a", "a"]).mask_logits
+    assert torch.allclose(alone, shared, atol=1e-5)
+    with pytest.raises(ValueError, match="clips has 1 ids"):
+        model(**same_clip, clips=["a"])

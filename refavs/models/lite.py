@@ -121,6 +121,21 @@ class TemporalAttention(nn.Module):
         return x + out.reshape(b, p, t, d).permute(0, 2, 1, 3)
 
 
+def clip_slots(clips: list[str] | None, b: int, device) -> tuple[Tensor, Tensor]:
+    """``(first, owner)``: the batch index of the first expression of each distinct clip (``[C]``)
+    and, for each of the ``b`` expressions, its clip's slot (``[B]``). Without clip ids every
+    expression is its own clip."""
+    if clips is None:
+        every = torch.arange(b, device=device)
+        return every, every
+    if len(clips) != b:
+        raise ValueError(f"clips has {len(clips)} ids for a batch of {b} expressions")
+    slot: dict[str, int] = {}
+    owner = [slot.setdefault(clip, len(slot)) for clip in clips]
+    first = [owner.index(i) for i in range(len(slot))]
+    return torch.tensor(first, device=device), torch.tensor(owner, device=device)
+
+
 def _mlp(i: int, hidden: int, o: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(i, hidden), nn.GELU(), nn.Linear(hidden, o))
 
@@ -232,7 +247,9 @@ class LiteEEMC(nn.Module):
                 :class:`ClipBatch` (its ``visual``, ``sounding`` and ``target_seconds`` are used).
             audio: ``[B, T, A]``; text: ``[B, L, Dt]``; text_mask: ``[B, L]`` (True: real token).
             masks: ``[B, T, 256, 256]`` targets, or None.
-            clips: unused (the backbone maps come from the cache or one pass per frame).
+            clips: the B clip ids, or None. Expressions of one clip share its frames and audio,
+                so what does not depend on the expression (the stride-16 path up to the fusion,
+                the sounding maps, the stride-8 projection) runs once per clip: the same result.
             visual: cached backbone maps ``{"s8": [B, T, 40, g8, g8], "s16": [B, T, 112, g16, g16]}``;
                 when given, ``pixel_values`` may be None.
             sounding: ``[B, T, s, s]`` sounding-object targets (Synth), or None.
@@ -240,8 +257,8 @@ class LiteEEMC(nn.Module):
         """
         if isinstance(pixel_values, ClipBatch):
             batch = pixel_values
-            pixel_values, audio, text, text_mask, masks = (batch.pixel_values, batch.audio, batch.text,
-                                                           batch.text_mask, batch.masks)
+            pixel_values, audio, text, text_mask, masks, clips = (batch.pixel_values, batch.audio, batch.text,
+                                                                  batch.text_mask, batch.masks, batch.clips)
             visual, sounding, target_seconds = batch.visual, batch.sounding, batch.target_seconds
         maps = self._maps(pixel_values, visual)
         self._check_inputs(maps, audio, text, text_mask, masks)
@@ -250,20 +267,6 @@ class LiteEEMC(nn.Module):
         d = h.dim
         if text_mask is None:
             text_mask = torch.ones(text.shape[:2], dtype=torch.bool, device=text.device)
-        dtype = self.proj16[0].weight.dtype
-        s16 = maps["s16"].flatten(0, 1).to(dtype)
-        s8 = maps["s8"].flatten(0, 1).to(dtype)
-        n, _, g16, _ = s16.shape
-        g8 = s8.shape[-1]
-        if h.coords:
-            s16 = torch.cat([s16, coordinate_channels(n, g16, g16, s16.device, s16.dtype)], 1)
-            s8 = torch.cat([s8, coordinate_channels(n, g8, g8, s8.device, s8.dtype)], 1)
-        v16 = self.proj16(s16).flatten(2).transpose(1, 2).reshape(b, t, g16 * g16, d)  # [B, T, P, D]
-        if self.memory is not None:
-            v16 = v16 + self.memory(cached_memory(v16, h.memory_beta))
-        if self.temporal is not None:
-            v16 = self.temporal(v16)
-
         # context of frame t: text tokens, and the ten audio tokens (second, offset from t)
         words = self.text_proj(text) + self.type_embedding[0]  # [B, L, D]
         sounds = self.audio_proj(audio) + self.type_embedding[1]  # [B, T, D]
@@ -277,32 +280,33 @@ class LiteEEMC(nn.Module):
         pad = torch.cat([~text_mask, torch.zeros(b, t, dtype=torch.bool, device=text.device)], 1)
         pad = pad[:, None].expand(b, t, -1).flatten(0, 1)
 
-        sounding_logits = None
-        if h.sounding_map:  # from the audio of second t alone, matched against frame t
-            k = self.sound_kernel(sounds)  # [B, T, D + 1]
-            sounding_logits = (torch.einsum("btpd,btd->btp", v16, k[..., :d]) / math.sqrt(d) + k[..., d:])
-            per_position = sounding_logits.permute(0, 2, 1)[:, None].expand(b, t, -1, t)  # every second's map
-            feed = torch.cat([sounding_logits[..., None], per_position], -1)  # [B, T, P, T + 1]
-            v16 = v16 + self.sound_feed(feed.flatten(0, 1).transpose(1, 2)[..., None]).squeeze(-1).transpose(1, 2) \
-                .reshape(b, t, -1, d)
-            sounding_logits = sounding_logits.reshape(b, t, g16, g16)
-
+        # what does not depend on the expression runs once per clip of the batch
+        first, owner = clip_slots(clips, b, audio.device)
+        v16, p8, sounding_logits = self._clip_features({k: v[first] for k, v in maps.items()}, sounds[first])
+        v16 = v16[owner]  # [B, T, P, D]
+        sounding_logits = None if sounding_logits is None else sounding_logits[owner]
+        g8 = p8.shape[-1]
         frames = self._training_frames(b, t, masks, audio.device)  # [B, k] frames the fine path sees
-        if frames is not None:
-            rows = (frames + torch.arange(b, device=frames.device)[:, None] * t).flatten()
-            v16 = v16[torch.arange(b, device=frames.device)[:, None], frames]
-            s8, context, pad = s8[rows], context[rows], pad[rows]
-            masks = masks[torch.arange(b, device=frames.device)[:, None], frames]
+        if frames is None:
+            frames = torch.arange(t, device=audio.device).expand(b, t)
+        else:
+            batch_index = torch.arange(b, device=frames.device)[:, None]
+            rows = (frames + batch_index * t).flatten()
+            v16 = v16[batch_index, frames]
+            context, pad = context[rows], pad[rows]
+            masks = masks[batch_index, frames]
             target_seconds = None if target_seconds is None else target_seconds.gather(1, frames)
+        x8 = p8[(owner[:, None] * t + frames).flatten()]  # [n, Df, g8, g8]
         k = v16.shape[1]
         n = b * k
         words_of_frame = words[:, None].expand(b, k, -1, d).flatten(0, 1)
         text_mask_of_frame = text_mask[:, None].expand(b, k, -1).flatten(0, 1)
 
         x16 = self.fuse16(v16.flatten(0, 1), context, pad)  # [n, P, D]
+        g16 = math.isqrt(x16.shape[1])
         up = F.interpolate(self.up16(x16.transpose(1, 2).reshape(n, d, g16, g16)), size=(g8, g8), mode="bilinear",
                            align_corners=False)
-        x8 = self.proj8(s8) + up  # [n, Df, g8, g8]
+        x8 = x8 + up  # [n, Df, g8, g8]
         if self.fuse8 is not None:
             x8 = self.fuse8(x8.flatten(2).transpose(1, 2), context, pad).transpose(1, 2).reshape(n, -1, g8, g8)
         emb = x8 + self.embed8(x8)
@@ -326,6 +330,36 @@ class LiteEEMC(nn.Module):
             seconds_logits = self.target_seconds(kernel_state).reshape(b, k)
             out.loss, out.losses = self._loss(out, masks, sounding, target_seconds, seconds_logits)
         return out
+
+    def _clip_features(self, maps: dict[str, Tensor], sounds: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
+        """What depends on the clip alone: ``v16 [C, T, P, D]`` (positions, cached memory, temporal
+        attention, the sounding maps fed in), the projected stride-8 map ``[C * T, Df, g8, g8]`` and
+        the sounding logits ``[C, T, g16, g16]`` (None when off), from ``sounds [C, T, D]``."""
+        h, d = self.config.head, self.config.head.dim
+        c, t = sounds.shape[:2]
+        dtype = self.proj16[0].weight.dtype
+        s16 = maps["s16"].flatten(0, 1).to(dtype)
+        s8 = maps["s8"].flatten(0, 1).to(dtype)
+        n, _, g16, _ = s16.shape
+        g8 = s8.shape[-1]
+        if h.coords:
+            s16 = torch.cat([s16, coordinate_channels(n, g16, g16, s16.device, s16.dtype)], 1)
+            s8 = torch.cat([s8, coordinate_channels(n, g8, g8, s8.device, s8.dtype)], 1)
+        v16 = self.proj16(s16).flatten(2).transpose(1, 2).reshape(c, t, g16 * g16, d)
+        if self.memory is not None:
+            v16 = v16 + self.memory(cached_memory(v16, h.memory_beta))
+        if self.temporal is not None:
+            v16 = self.temporal(v16)
+        sounding_logits = None
+        if h.sounding_map:  # from the audio of second t alone, matched against frame t
+            k = self.sound_kernel(sounds)  # [C, T, D + 1]
+            sounding_logits = torch.einsum("ctpd,ctd->ctp", v16, k[..., :d]) / math.sqrt(d) + k[..., d:]
+            per_position = sounding_logits.permute(0, 2, 1)[:, None].expand(c, t, -1, t)  # every second's map
+            feed = torch.cat([sounding_logits[..., None], per_position], -1)  # [C, T, P, T + 1]
+            fed = self.sound_feed(feed.flatten(0, 1).transpose(1, 2)[..., None]).squeeze(-1).transpose(1, 2)
+            v16 = v16 + fed.reshape(c, t, -1, d)
+            sounding_logits = sounding_logits.reshape(c, t, g16, g16)
+        return v16, self.proj8(s8), sounding_logits
 
     def _training_frames(self, b: int, t: int, masks: Tensor | None, device) -> Tensor | None:
         """``[B, k]`` sorted random frames per clip for a training step (None: every frame)."""

@@ -113,7 +113,7 @@ def _tiny() -> TrainConfig:
 
 
 def _lite() -> TrainConfig:
-    return TrainConfig(name="lite", epochs=4, lr=1e-3, batch_size=12, eval_batch_size=16, scheduler="cosine",
+    return TrainConfig(name="lite", epochs=3, lr=1e-3, batch_size=12, eval_batch_size=16, scheduler="cosine",
                        warmup_steps=50, max_grad_norm=1.0, log_every_steps=20, batch_by_clip=True,
                        weight_decay=0.05)
 

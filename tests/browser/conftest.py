@@ -5,7 +5,10 @@ by Playwright (Debian's ``chromium``; Playwright's own browser download is never
 Run with ``bash scripts/browser-test`` (installs what is missing) or, once installed,
 ``.venv/bin/python -m pytest tests/browser -m browser``. Every fixture stops what it started.
 Set ``REFAVS_CHROMIUM`` to use another Chromium binary and ``REFAVS_APP_SCREENSHOT=PATH`` to
-keep a screenshot of the page after a successful run (how ``docs/app.png`` is made).
+keep a screenshot of the page after a successful run. ``REFAVS_APP_CHECKPOINT``,
+``REFAVS_APP_CLIP`` and ``REFAVS_APP_EXPRESSION`` replace the random checkpoint, the clip and the
+sentence of the upload test (how ``docs/app.png`` is made: the shipped checkpoint on a Synth clip,
+see docs/inference.md).
 """
 
 from __future__ import annotations
@@ -106,6 +109,9 @@ def work(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_checkpoint(work: Path) -> Path:
+    """A random-weight EEMC tiny, or the checkpoint named by ``REFAVS_APP_CHECKPOINT``."""
+    if os.environ.get("REFAVS_APP_CHECKPOINT"):
+        return Path(os.environ["REFAVS_APP_CHECKPOINT"])
     import torch
 
     from refavs.models.checkpoint import save_pretrained
@@ -118,6 +124,9 @@ def tiny_checkpoint(work: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def clip(work: Path) -> Path:
+    """A moving square with a tone, or the video named by ``REFAVS_APP_CLIP``."""
+    if os.environ.get("REFAVS_APP_CLIP"):
+        return Path(os.environ["REFAVS_APP_CLIP"])
     return make_clip(work / "square.mp4")
 
 

@@ -35,7 +35,7 @@ def test_upload_run_shows_overlay_masks_and_summary(page, app_url, clip):
     open_app(page, app_url)
     upload(page, clip)
     page.locator("#video-in video").wait_for(state="attached")  # the upload's preview
-    run(page, "the white square making the sound")
+    run(page, os.environ.get("REFAVS_APP_EXPRESSION", "the white square making the sound"))
     overlay = page.locator("#overlay-video video[src], #overlay-image img[src]").first
     overlay.wait_for(state="visible", timeout=RUN_TIMEOUT_MS)
     src = overlay.get_attribute("src")
