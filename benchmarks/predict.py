@@ -53,8 +53,8 @@ print(json.dumps({"load_s": built - began, "load_import_s": imported - began, "l
 
 
 def synth_clip(folder: Path, preset: str = "medium", size: int | None = None, seed: int = 0) -> dict:
-    """One Ref-AVS Synth ``test_s`` clip in ``folder``: ``{"frames": [10 paths], "audio": path,
-    "expression": its first expression, "size": frame side}``."""
+    """One Ref-AVS Synth ``test_s`` clip in ``folder``: ``{"root": folder, "folder": its media
+    folder, "expression": its first expression, "size": frame side}``."""
     import csv
 
     from refavs.synth.generate import generate
@@ -64,44 +64,7 @@ def synth_clip(folder: Path, preset: str = "medium", size: int | None = None, se
     summary = generate(folder, seed=seed, preset=spec, size=size, workers=1)
     with open(folder / "metadata.csv", newline="", encoding="utf-8") as f:
         row = next(csv.DictReader(f))
-    media = folder / "media" / row["vid"]
-    frames = sorted((media / "frames").glob("*.jpg"), key=lambda p: int(p.stem))
-    return {"frames": frames, "audio": media / "audio.wav", "expression": row["exp"], "size": summary.size}
-
-
-def encode_video(path: Path, frames: list[Path], audio: Path, fps: int = 25) -> Path:
-    """An MP4 (libx264 yuv420p, AAC) showing each image of ``frames`` for one second at ``fps``,
-    with the sound of ``audio`` (mixed to mono)."""
-    import av
-    import numpy as np
-    import soundfile as sf
-    from PIL import Image
-
-    images = [np.asarray(Image.open(p).convert("RGB")) for p in frames]
-    h, w = images[0].shape[:2]
-    wave, rate = sf.read(str(audio), dtype="float32", always_2d=True)
-    wave = np.ascontiguousarray(wave.mean(axis=1))
-    with av.open(str(path), "w") as container:
-        video = container.add_stream("libx264", rate=fps)
-        video.width, video.height, video.pix_fmt = w - w % 2, h - h % 2, "yuv420p"
-        sound = container.add_stream("aac", rate=rate)
-        sound.layout = "mono"
-        for i, img in enumerate(images):
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img[:video.height, :video.width]), format="rgb24")
-            for k in range(fps):
-                frame.pts = i * fps + k
-                for packet in video.encode(frame):
-                    container.mux(packet)
-        for packet in video.encode():
-            container.mux(packet)
-        for k in range(0, len(wave), 1024):
-            chunk = av.AudioFrame.from_ndarray(wave[None, k:k + 1024], format="flt", layout="mono")
-            chunk.sample_rate, chunk.pts = rate, k
-            for packet in sound.encode(chunk):
-                container.mux(packet)
-        for packet in sound.encode():
-            container.mux(packet)
-    return path
+    return {"folder": row["vid"], "root": folder, "expression": row["exp"], "size": summary.size}
 
 
 def fresh_checkpoint(folder: Path, config: str = "lite") -> Path:
@@ -146,11 +109,12 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     from refavs.inference import RefAVSPipeline
+    from refavs.synth.video import clip_video
 
     with tempfile.TemporaryDirectory(prefix="refavs-predict-bench-") as tmp:
         tmp = Path(tmp)
         clip = synth_clip(tmp / "synth", args.preset, args.size)
-        video = encode_video(tmp / "clip.mp4", clip["frames"], clip["audio"], args.fps)
+        video = clip_video(clip["root"], clip["folder"], tmp / "clip.mp4", args.fps)
         expression = args.expression or clip["expression"]
         checkpoint = args.checkpoint or fresh_checkpoint(tmp / "model", args.config)  # a folder or a hub id
         load = measure_load(checkpoint, args.threads) if not args.skip_load else {"load_s": None}

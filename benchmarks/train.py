@@ -24,9 +24,13 @@ compare on a quiet machine.
 
 ``--expressions-per-clip K`` (default 2, as Ref-AVS Synth ``small``; 0 skips it) also times the
 same batch made of ``batch / K`` clips with K expressions each, once with the clip ids given
-(the pixel-level module runs once per clip, as ``refavs train`` does with ``batch_by_clip``)
-and once without (once per expression), in the same run: ``shared_clips`` in the JSON.
-``lite`` skips it (null): it reads cached maps and ignores clip ids, so both batches cost the same.
+(EEMC's pixel-level module, or ``lite``'s clip-only part, runs once per clip, as ``refavs
+train`` does with ``batch_by_clip``) and once without (once per expression), in the same run:
+``shared_clips`` in the JSON.
+
+For ``lite`` the same run also times the straightforward path against the cache: the same
+batch with frames instead of cached maps, so that the frozen backbone runs at every step
+(``cached_maps`` in the JSON: both step times and the speedup).
 
 Run: ``.venv/bin/python benchmarks/train.py [--config tiny] [--batch 2] [--device cpu]``,
 ``benchmarks/train.py --configs tiny lite --seconds 30``, or on a GPU
@@ -163,8 +167,12 @@ def clip_batch(batch, k: int):
     """``batch`` with every run of ``k`` expressions sharing the frames of the run's first, and
     clip ids that say so (the expressions keep their own text and masks)."""
     first = [i - i % k for i in range(len(batch))]
-    return dataclasses.replace(batch, pixel_values=batch.pixel_values[first].clone(), audio=batch.audio[first].clone(),
-                               clips=[f"clip{i}" for i in first])
+    shared = {"audio": batch.audio[first].clone(), "clips": [f"clip{i}" for i in first]}
+    if batch.pixel_values is not None:
+        shared["pixel_values"] = batch.pixel_values[first].clone()
+    if batch.visual is not None:
+        shared["visual"] = {name: v[first].clone() for name, v in batch.visual.items()}
+    return dataclasses.replace(batch, **shared)
 
 
 def main(argv=None) -> int:
@@ -218,8 +226,18 @@ def main(argv=None) -> int:
                               "peak_memory_mb": round(peak, 1), "steps": len(times)}
         print(f"{args.config} {precision}: {step_s:.3f} s/step, {args.batch / step_s:.2f} clips/s, "
               f"peak {peak:.0f} MB ({len(times)} steps)")
-    shared = None
-    if k and not lite:
+    shared = cache = None
+    if lite:  # the straightforward path: the frozen backbone run on the frames at every step
+        size = model.config.image_size
+        frames = torch.randn(args.batch, model.config.num_frames, 3, size, size, generator=torch.Generator().manual_seed(1))
+        from_frames = dataclasses.replace(batch, pixel_values=frames.to(device), visual=None)
+        cached_s, frames_s = map(statistics.median, time_steps(model, [batch, from_frames], device, "no",
+                                                               args.warmup, 2 * args.seconds))
+        cache = {"step_s": round(cached_s, 4), "from_frames_step_s": round(frames_s, 4),
+                 "speedup": round(frames_s / cached_s, 2)}
+        print(f"{args.config}: {cached_s:.3f} s/step on cached backbone maps, {frames_s:.3f} s running the backbone "
+              f"on the frames ({frames_s / cached_s:.2f}x)")
+    if k:
         grouped = clip_batch(batch, k)
         ungrouped = dataclasses.replace(grouped, clips=None)
         per_clip, per_expression = map(statistics.median, time_steps(model, [grouped, ungrouped], device, "no",
@@ -227,12 +245,13 @@ def main(argv=None) -> int:
         shared = {"expressions_per_clip": k, "step_s": round(per_clip, 4),
                   "per_expression_step_s": round(per_expression, 4), "speedup": round(per_expression / per_clip, 2)}
         print(f"{args.config} batch of {args.batch // k} clips x {k} expressions: {per_clip:.3f} s/step with the "
-              f"pixel-level module once per clip, {per_expression:.3f} s once per expression "
+              f"clip-only part once per clip, {per_expression:.3f} s once per expression "
               f"({per_expression / per_clip:.2f}x)")
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu x{torch.get_num_threads()} threads"
     counts = model.parameter_counts()
     print(json.dumps({"config": args.config, "batch": args.batch, "frames": model.config.num_frames,
                       "device": name, "torch": torch.__version__, "results": results, "shared_clips": shared,
+                      "cached_maps": cache,
                       "baseline_memory_mb": round(baseline, 1), "trainable_parameters": counts["trainable"],
                       "memory": "cuda max_memory_allocated" if device.type == "cuda" else "peak resident set",
                       "inputs": "cached backbone maps" if lite else "frames"}))

@@ -39,7 +39,11 @@ def test_train_benchmark_lite_trains_on_cached_maps(capsys):
     assert bench.main(["--config", "lite", "--batch", "2", "--seconds", "0", "--warmup", "1"]) == 0
     result = last_json(capsys)
     assert result["config"] == "lite" and result["batch"] == 2 and result["frames"] == 10
-    assert result["inputs"] == "cached backbone maps" and result["shared_clips"] is None
+    assert result["inputs"] == "cached backbone maps"
+    shared, cache = result["shared_clips"], result["cached_maps"]  # both timed in the same run
+    assert shared["speedup"] == pytest.approx(shared["per_expression_step_s"] / shared["step_s"], rel=0.02)
+    assert cache["speedup"] == pytest.approx(cache["from_frames_step_s"] / cache["step_s"], rel=0.02)
+    assert cache["from_frames_step_s"] > cache["step_s"]  # running the backbone costs more than reading its maps
     run = result["results"]["no"]
     assert run["steps"] >= 3 and run["clips_per_s"] == pytest.approx(2 / run["step_s"], rel=0.01)
     assert run["peak_memory_mb"] >= result["baseline_memory_mb"] > 0
