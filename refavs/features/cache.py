@@ -379,6 +379,7 @@ def extract_features(data_dir: str | Path, config: FeatureConfig, splits: Sequen
     from refavs.data.frames import load_clip_frames
     from refavs.data.masks import load_mask
     from refavs.data.metadata import read_metadata
+    from refavs.synth.sounding import has_sounding, load_sounding_masks
 
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -390,8 +391,6 @@ def extract_features(data_dir: str | Path, config: FeatureConfig, splits: Sequen
     by_split: dict[str, list[Expression]] = {}
     for e in expressions:
         by_split.setdefault(e.split, []).append(e)
-    from refavs.synth.sounding import has_sounding
-
     kinds = ["audio", "text"] + (["visual"] if config.visual is not None else [])
     if media:
         kinds += (["frames"] if config.visual is None else []) + ["masks"]
@@ -454,8 +453,6 @@ def extract_features(data_dir: str | Path, config: FeatureConfig, splits: Sequen
         return visual_source.of_clips([load_clip_frames(layout, f, config.image.size) for f in folders])
 
     def compute_sounding(folders: Sequence[str]) -> dict[str, np.ndarray]:
-        from refavs.synth.sounding import load_sounding_masks
-
         return {"packed": np.stack([np.packbits(load_sounding_masks(layout.root, f, SOUNDING_SIZE), axis=-1)
                                     for f in folders])}
 
