@@ -212,7 +212,9 @@ def train(model_config: ModelConfig, train_config: TrainConfig, data_dir: str | 
 
     net = model
     if env.distributed:
-        net = DistributedDataParallel(model, device_ids=[env.device.index] if env.device.type == "cuda" else None)
+        # lite's auxiliary heads get no gradient where Synth's labels are absent (the real benchmark)
+        net = DistributedDataParallel(model, device_ids=[env.device.index] if env.device.type == "cuda" else None,
+                                      find_unused_parameters=getattr(model_config, "architecture", "") == "lite")
 
     def snapshot(best: bool) -> None:
         rngs = [None] * env.world_size

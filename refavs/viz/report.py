@@ -31,7 +31,7 @@ SPLIT_COLOURS: dict[str, str] = {"train": "#2ca02c", "val": "#8c8c8c", "test_s":
                                  "test_u": "#ff7f0e", "test_n": "#9467bd"}
 """Bar colour of each split."""
 
-RUN_COLOURS: dict[str, str] = {"EEMC": "#3557a8", "audio zeroed": "#9db4e0", "text zeroed": "#e0a85c",
+RUN_COLOURS: dict[str, str] = {"model": "#3557a8", "audio zeroed": "#9db4e0", "text zeroed": "#e0a85c",
                                "every-object baseline": "#b8b8b8"}
 """Bar colour of each run in the with/without-audio (and text) chart of the main job's report."""
 
@@ -337,7 +337,7 @@ def _pooled(splits: dict[str, dict], cue: str) -> float | None:
 
 
 def _audio_chart(ax, report: ReportData) -> None:
-    runs = {"EEMC": report.splits, "audio zeroed": report.without_audio, "text zeroed": report.without_text,
+    runs = {"model": report.splits, "audio zeroed": report.without_audio, "text zeroed": report.without_text,
             "every-object baseline": report.baseline}
     runs = {name: splits for name, splits in runs.items() if splits}
     groups, series = [], {name: [] for name in runs}
@@ -355,7 +355,7 @@ def _audio_chart(ax, report: ReportData) -> None:
     na = report.needs_audio or {}
     groups.append(f"needs_audio J\n(test_s + test_u, n = {na.get('n_expressions', '?')})")
     for name, splits in runs.items():
-        value = {"EEMC": na.get("J"), "audio zeroed": na.get("J_without_audio")}.get(name, _pooled(splits, NEEDS_AUDIO))
+        value = {"model": na.get("J"), "audio zeroed": na.get("J_without_audio")}.get(name, _pooled(splits, NEEDS_AUDIO))
         series[name].append(value)
     if NULL_SPLIT in report.splits:
         groups.append("test_n S\n(lower is better)")
