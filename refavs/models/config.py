@@ -149,7 +149,8 @@ class FusionConfig:
             (False: the bare attention output, as the reference page describes). A bare
             attention at initialisation outputs nearly the mean of its values for every token,
             so the words of the expression reach the prompt smeared; the residual keeps each
-            token's own content. Off in ``paper``, on in ``tiny``.
+            token's own content. Off in ``paper`` and in ``tiny`` (turned on in ``tiny``, the text
+            still went unused; docs/experiments.md).
     """
 
     audio_dim: int = 128

@@ -18,7 +18,7 @@ present). Rules, applied to the lower-cased expression with word boundaries:
   actions seen (holding, riding, dancing ...).
 - An expression that gets none of the four (e.g. "The cat.") is tagged ``visual``: it names
   the object by its category, which is seen. :func:`classify_cues_explained` says when this
-  fall-back was used; on the real benchmark it applies to few expressions (see the README).
+  fall-back was used; on the real benchmark it applies to few expressions (see docs/data.md).
 """
 
 from __future__ import annotations
