@@ -92,6 +92,22 @@ class ClipBatch:
                                    clips=None if self.clips is None else list(self.clips))
 
 
+def clip_slots(clips: Sequence[str] | None, b: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Which expressions of a batch of ``b`` share a clip: ``(first, owner)``, the batch index of the
+    first expression of each distinct clip (``[C]``, in order of appearance) and, for each
+    expression, its clip's slot (``[B]``). Without clip ids every expression is its own clip.
+    Raises ValueError when ``clips`` does not have ``b`` ids."""
+    if clips is None:
+        every = torch.arange(b, device=device)
+        return every, every
+    if len(clips) != b:
+        raise ValueError(f"clips has {len(clips)} ids for a batch of {b} expressions")
+    slot: dict[str, int] = {}
+    owner = [slot.setdefault(clip, len(slot)) for clip in clips]
+    first = [owner.index(i) for i in range(len(slot))]
+    return torch.tensor(first, device=device), torch.tensor(owner, device=device)
+
+
 def collate_clips(samples: Sequence[ClipSample]) -> ClipBatch:
     """Stack samples into a :class:`ClipBatch`; masks are kept only when every sample has them."""
     if not samples:

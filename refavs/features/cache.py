@@ -459,7 +459,7 @@ def extract_features(data_dir: str | Path, config: FeatureConfig, splits: Sequen
     compute = {"audio": compute_audio, "text": compute_text, "frames": compute_frames, "masks": compute_masks,
                "visual": compute_visual, "sounding": compute_sounding}
     chunk = {"audio": batch_size, "text": config.text.batch_size, "frames": batch_size, "masks": 4 * batch_size,
-             "visual": max(1, (config.visual.batch_size if config.visual else 40) // NUM_FRAMES),
+             "visual": max(1, config.visual.batch_size // NUM_FRAMES) if config.visual else 1,
              "sounding": 4 * batch_size}
     total = sum(todo.values())
     with tqdm(total=total, unit="item", desc="features", disable=not progress or not total,

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from refavs.data.batch import ClipBatch
+from refavs.data.batch import ClipBatch, clip_slots
 from refavs.models import checkpoint
 from refavs.models.adapters import Adapter, attach_adapters
 from refavs.models.config import GROUPS, EEMCConfig
@@ -56,7 +56,7 @@ class EEMCOutput:
 
 
 def shared_clips(pixel_values: Tensor, clips: list[str] | None) -> tuple[Tensor | None, Tensor | None]:
-    """Which expressions of a batch share a clip.
+    """Which expressions of a batch share a clip (:func:`refavs.data.batch.clip_slots`).
 
     Returns ``(None, None)`` when ``clips`` is None or every clip id differs; otherwise the index
     of the first expression of each distinct clip (``[C]``) and, for each of the ``B * T``
@@ -66,25 +66,15 @@ def shared_clips(pixel_values: Tensor, clips: list[str] | None) -> tuple[Tensor 
     b, t = pixel_values.shape[:2]
     if clips is None:
         return None, None
-    if len(clips) != b:
-        raise ValueError(f"clips has {len(clips)} ids for a batch of {b} expressions")
-    slot: dict[str, int] = {}
-    first: list[int] = []
-    owner = []
-    for i, clip in enumerate(clips):
-        if clip not in slot:
-            slot[clip] = len(first)
-            first.append(i)
-        elif not torch.equal(pixel_values[i], pixel_values[first[slot[clip]]]):
-            raise ValueError(f"expressions {first[slot[clip]]} and {i} of the batch have clip id {clip!r} "
-                             "but different frames")
-        owner.append(slot[clip])
+    first, owner = clip_slots(clips, b, pixel_values.device)
     if len(first) == b:
         return None, None
-    device = pixel_values.device
-    owner_t = torch.tensor(owner, device=device)
-    frame_index = (owner_t[:, None] * t + torch.arange(t, device=device)).flatten()
-    return torch.tensor(first, device=device), frame_index
+    for i, slot in enumerate(owner.tolist()):
+        j = int(first[slot])
+        if j != i and not torch.equal(pixel_values[i], pixel_values[j]):
+            raise ValueError(f"expressions {j} and {i} of the batch have clip id {clips[i]!r} but different frames")
+    frame_index = (owner[:, None] * t + torch.arange(t, device=pixel_values.device)).flatten()
+    return first, frame_index
 
 
 class EEMC(nn.Module):

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from refavs.data.batch import ClipBatch
+from refavs.data.batch import ClipBatch, clip_slots
 from refavs.models import checkpoint
 from refavs.models.lite_config import LiteConfig
 from refavs.models.readout import dice_loss, mask_loss, probabilities
@@ -119,21 +119,6 @@ class TemporalAttention(nn.Module):
         normed = self.norm(seq)
         out, _ = self.attn(normed, normed, normed, need_weights=False)
         return x + out.reshape(b, p, t, d).permute(0, 2, 1, 3)
-
-
-def clip_slots(clips: list[str] | None, b: int, device) -> tuple[Tensor, Tensor]:
-    """``(first, owner)``: the batch index of the first expression of each distinct clip (``[C]``)
-    and, for each of the ``b`` expressions, its clip's slot (``[B]``). Without clip ids every
-    expression is its own clip."""
-    if clips is None:
-        every = torch.arange(b, device=device)
-        return every, every
-    if len(clips) != b:
-        raise ValueError(f"clips has {len(clips)} ids for a batch of {b} expressions")
-    slot: dict[str, int] = {}
-    owner = [slot.setdefault(clip, len(slot)) for clip in clips]
-    first = [owner.index(i) for i in range(len(slot))]
-    return torch.tensor(first, device=device), torch.tensor(owner, device=device)
 
 
 def _mlp(i: int, hidden: int, o: int) -> nn.Sequential:
@@ -299,8 +284,6 @@ class LiteEEMC(nn.Module):
         x8 = p8[(owner[:, None] * t + frames).flatten()]  # [n, Df, g8, g8]
         k = v16.shape[1]
         n = b * k
-        words_of_frame = words[:, None].expand(b, k, -1, d).flatten(0, 1)
-        text_mask_of_frame = text_mask[:, None].expand(b, k, -1).flatten(0, 1)
 
         x16 = self.fuse16(v16.flatten(0, 1), context, pad)  # [n, P, D]
         g16 = math.isqrt(x16.shape[1])
@@ -311,9 +294,9 @@ class LiteEEMC(nn.Module):
             x8 = self.fuse8(x8.flatten(2).transpose(1, 2), context, pad).transpose(1, 2).reshape(n, -1, g8, g8)
         emb = x8 + self.embed8(x8)
 
-        sentence = (words_of_frame * text_mask_of_frame[..., None]).sum(1) / text_mask_of_frame.sum(
-            1, keepdim=True).clamp(min=1)
-        kernel_state = self.kernel_attn((self.query + sentence)[:, None], context, pad)[:, 0]  # [n, D]
+        sentence = (words * text_mask[..., None]).sum(1) / text_mask.sum(1, keepdim=True).clamp(min=1)  # [B, D]
+        query = (self.query + sentence)[:, None].expand(b, k, d).reshape(n, 1, d)  # one per frame
+        kernel_state = self.kernel_attn(query, context, pad)[:, 0]  # [n, D]
         kernel = self.kernel_out(kernel_state)  # [n, Df + 1]
         fd = emb.shape[1]
         logits = torch.einsum("nchw,nc->nhw", emb, kernel[:, :fd]) / math.sqrt(fd) + kernel[:, fd:, None]

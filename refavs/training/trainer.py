@@ -138,6 +138,7 @@ def train(model_config: ModelConfig, train_config: TrainConfig, data_dir: str | 
     from refavs.data.metadata import read_metadata
     from refavs.data.writer import atomic_write_bytes
     from refavs.models.build import build_model, model_class
+    from refavs.models.checkpoint import architecture
     from refavs.training import distributed as dist
     from refavs.training.checkpoint import last_checkpoint, load_state, rng_state, save_checkpoint, set_rng_state
     from refavs.training.evaluate import autocast, evaluate
@@ -214,7 +215,7 @@ def train(model_config: ModelConfig, train_config: TrainConfig, data_dir: str | 
     if env.distributed:
         # lite's auxiliary heads get no gradient where Synth's labels are absent (the real benchmark)
         net = DistributedDataParallel(model, device_ids=[env.device.index] if env.device.type == "cuda" else None,
-                                      find_unused_parameters=getattr(model_config, "architecture", "") == "lite")
+                                      find_unused_parameters=architecture(model_config) == "lite")
 
     def snapshot(best: bool) -> None:
         rngs = [None] * env.world_size
