@@ -11,7 +11,8 @@ Steps, each printed as it runs (everything lands in ``--out``):
 4. train the model config (``--config lite``) into ``OUT/run`` (an interrupted demo resumes it);
 5. evaluate the best checkpoint (selected on val) on val, test_s, test_u and test_n, test_s and
    test_u also with the audio features zeroed and with the text features zeroed, and score the
-   ``every-object`` baseline (look, don't listen) beside it;
+   ``every-object`` baseline (look, don't listen) beside it, in memory from the cached masks
+   (the numbers ``refavs baseline every-object`` then ``refavs score`` give, without the PNGs);
 6. write ``OUT/report.md``, ``OUT/report.json`` and ``OUT/predictions.png`` (frames with true
    and predicted masks for expressions of each cue type).
 
@@ -171,12 +172,11 @@ def run_demo(out_dir: str | Path, preset: str = DEFAULT_PRESET, seed: int = 0, w
              overrides: Sequence[str] = (), device: str | None = None, log=print,
              config: str = MODEL_CONFIG) -> DemoReport:
     """The main job (see the module docstring); returns the report it wrote."""
-    from refavs.baselines import write_baseline
+    from refavs.baselines import baseline_scores
     from refavs.data.check import check_dataset
     from refavs.data.writer import atomic_write_bytes
     from refavs.models.config import get_model_config
     from refavs.models.build import load_pretrained
-    from refavs.scoring.score import score_predictions
     from refavs.synth.generate import generate, is_generation
     from refavs.training.cli import split_overrides
     from refavs.training.config import get_train_config
@@ -236,8 +236,8 @@ def run_demo(out_dir: str | Path, preset: str = DEFAULT_PRESET, seed: int = 0, w
                                     **kwargs).splits
     report.without_text = evaluate(model, data_dir, MIX_SPLITS, store, features.image, ablate="text",
                                    **kwargs).splits
-    write_baseline("every-object", data_dir, test_splits, pred_dir / "every-object", workers=workers)
-    report.baseline = score_predictions(data_dir, test_splits, pred_dir / "every-object", workers=workers).splits
+    # scored in memory from the cached masks (PNGs only for objects the cache lacks): no PNG written
+    report.baseline = baseline_scores("every-object", data_dir, test_splits, store, workers=workers).splits
     report.timings["evaluate"] = time.perf_counter() - t
 
     log("[6/6] writing the report ...")

@@ -123,3 +123,12 @@ def test_write_prediction_validates(tmp_path):
         write_prediction(tmp_path, "u", np.full((10, 4, 4), 1.5, dtype=np.float32))
     write_prediction(tmp_path, "u", np.full((10, 4, 4), 0.5, dtype=np.float32))
     assert load_prediction(tmp_path, "u", size=4)[0, 0, 0] == pytest.approx(128 / 255)
+    for bad in (np.nan, np.inf, -np.inf, -0.5):
+        probs = np.zeros((10, 4, 4), dtype=np.float32)
+        probs[3, 1, 2] = bad
+        with pytest.raises(ValueError, match="finite and within"):
+            write_prediction(tmp_path, "bad", probs)
+    # every 8-bit level is stored losslessly, whatever the PNG compression: the scorer reads k / 255
+    levels = (np.arange(10 * 16 * 16) % 256).reshape(10, 16, 16).astype(np.float32)
+    write_prediction(tmp_path, "levels", levels / 255)
+    np.testing.assert_array_equal(load_prediction(tmp_path, "levels", size=16), levels / 255.0)

@@ -127,6 +127,8 @@ class RefAVSDataset(Dataset):
         return load_clip_frames(self.layout, folder, self.image.size, self.num_frames)
 
     def _masks(self, e: Expression, folder: str) -> np.ndarray:
+        if e.empty:
+            return np.zeros((self.num_frames, self.mask_size, self.mask_size), dtype=bool)
         f = self.features
         if (self.use_media_cache and hasattr(f, "has_masks") and f.has_masks(folder, e.fid)
                 and f.mask_size == self.mask_size and f.mask_resize == self.mask_resize):
@@ -153,7 +155,9 @@ class RefAVSDataset(Dataset):
             pixels = normalize_frames(self._frames(folder), self.image.mean, self.image.std)
         if self.labels and hasattr(f, "has_sounding") and f.has_sounding(folder):
             sounding = torch.from_numpy(f.sounding(folder)).float()
-        if (folder, e.fid) in self._seconds:
+        if e.empty and self._seconds:     # a training negative: its (absent) target never sounds
+            seconds = torch.zeros(self.num_frames)
+        elif (folder, e.fid) in self._seconds:
             seconds = torch.from_numpy(np.asarray(self._seconds[(folder, e.fid)], dtype=np.float32))
         audio = np.asarray(self.features.audio(folder), dtype=np.float32)
         if audio.shape[0] != self.num_frames:

@@ -22,6 +22,9 @@ class Expression:
         row: line number of the row in metadata.csv (the header is line 1).
         extra: any further columns of the row (e.g. ``cue``, ``needs_audio`` of Ref-AVS Synth),
             read-only; the official reader ignores them.
+        empty: the expression refers to nothing in its clip, so its target masks are all empty
+            whatever ``fid`` says (training negatives of :mod:`refavs.synth.negatives`; never
+            read from metadata.csv, whose null rows point at empty masks on disk instead).
     """
 
     vid: str
@@ -31,6 +34,7 @@ class Expression:
     exp: str
     row: int = 0
     extra: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), compare=False)
+    empty: bool = False
 
     @property
     def folder(self) -> str:

@@ -641,7 +641,8 @@ class FeatureStore:
                 media: bool = False) -> tuple[list[str], list[str]]:
         """Media folders (audio, backbone maps where the preset caches them; with ``media`` also
         frames, unless backbone maps replace them, target masks, and Synth's sounding masks where
-        the data has them) and expression uids (text) of ``expressions`` that are not cached."""
+        the data has them) and expression uids (text) of ``expressions`` that are not cached. An
+        ``empty`` expression (a training negative) needs no target mask."""
         from refavs.synth.sounding import has_sounding
 
         folders, uids = [], []
@@ -650,7 +651,7 @@ class FeatureStore:
         for e in expressions:
             folder = layout.resolve_folder(e.uid, e.vid)
             if (folder not in self._rows["audio"] or (visual and not self.has_visual(folder)) or (
-                    media and not ((visual or self.has_frames(folder)) and self.has_masks(folder, e.fid)))
+                    media and not ((visual or self.has_frames(folder)) and (e.empty or self.has_masks(folder, e.fid))))
                     or (sounding and not self.has_sounding(folder))):
                 folders.append(folder)
             if e.exp not in self._rows["text"]:

@@ -118,7 +118,7 @@ class LiteLossConfig:
     bce_weight: float = 1.0
     dice_weight: float = 1.0
     presence_weight: float = 0.5
-    sounding_weight: float = 0.5
+    sounding_weight: float = 1.0
     target_seconds_weight: float = 0.2
     frames_per_clip: int = 4
 

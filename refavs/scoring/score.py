@@ -117,13 +117,16 @@ def score_split(data_dir: str | Path, expressions: Sequence[Expression],
                 predict: Callable[[Expression], np.ndarray], aggregation: str = "dataset",
                 mask_resize: MaskResize = "reference", cue_source: CueSource = "auto",
                 batch_clips: int = 8, workers: int = 4, progress: bool = False,
-                split: str | None = None) -> SplitScore:
+                split: str | None = None,
+                truth: Callable[[Expression], np.ndarray] | None = None) -> SplitScore:
     """Score one split's expressions, given a function returning each one's probabilities.
 
     Args:
         expressions: the split's rows, in metadata order (the order the reference batches in).
-        predict: uid -> ``[10, 256, 256]`` float32 probabilities.
+        predict: expression -> ``[10, 256, 256]`` float32 probabilities.
         aggregation: ``dataset`` (per frame over the split) or ``reference`` (batches of 4 clips).
+        truth: expression -> its ``[10, 256, 256]`` bool ground truth made with ``mask_resize``
+            (e.g. from the feature cache's masks); default: read from ``gt_mask``.
     """
     import torch
 
@@ -133,7 +136,7 @@ def score_split(data_dir: str | Path, expressions: Sequence[Expression],
     metrics = RefAVSMetrics(aggregation=aggregation)
 
     def load(e: Expression) -> tuple[np.ndarray, np.ndarray]:
-        return predict(e), load_clip_masks(layout, e, MASK_SIZE, mask_resize)
+        return predict(e), (truth(e) if truth is not None else load_clip_masks(layout, e, MASK_SIZE, mask_resize))
 
     bar = None
     if progress:
@@ -154,6 +157,27 @@ def score_split(data_dir: str | Path, expressions: Sequence[Expression],
                       result=metrics.compute(), cues=metrics.compute_groups(cue_groups(expressions, cue_source)))
 
 
+def check_splits(splits: Iterable[str], aggregation: str = "dataset") -> list[str]:
+    """``splits`` without repeats; raises ValueError for an unknown split or aggregation."""
+    splits = list(dict.fromkeys(splits))
+    bad = [s for s in splits if s not in SPLITS]
+    if bad:
+        raise ValueError(f"unknown split(s) {', '.join(bad)}; choose from {', '.join(SPLITS)}")
+    if aggregation not in ("dataset", "reference"):
+        raise ValueError(f"aggregation must be 'dataset' or 'reference', got {aggregation!r}")
+    return splits
+
+
+def split_rows(data_dir: str | Path, splits: Sequence[str]) -> dict[str, list[Expression]]:
+    """The metadata rows of each split, in metadata order; raises ValueError for a split without rows."""
+    expressions = read_metadata(data_dir, splits)
+    by_split = {s: [e for e in expressions if e.split == s] for s in splits}
+    empty_split = [s for s, rows in by_split.items() if not rows]
+    if empty_split:
+        raise ValueError(f"{data_dir}: no expression of split(s) {', '.join(empty_split)}")
+    return by_split
+
+
 def score_predictions(data_dir: str | Path, splits: Iterable[str], pred_dir: str | Path,
                       aggregation: str = "dataset", allow_missing: bool = False,
                       mask_resize: MaskResize = "reference", cue_source: CueSource = "auto",
@@ -165,20 +189,12 @@ def score_predictions(data_dir: str | Path, splits: Iterable[str], pred_dir: str
             (checked for every split before anything is scored).
         refavs.data.MediaError: a ground-truth mask or a prediction file is unreadable.
     """
-    splits = list(dict.fromkeys(splits))
-    bad = [s for s in splits if s not in SPLITS]
-    if bad:
-        raise ValueError(f"unknown split(s) {', '.join(bad)}; choose from {', '.join(SPLITS)}")
-    if aggregation not in ("dataset", "reference"):
-        raise ValueError(f"aggregation must be 'dataset' or 'reference', got {aggregation!r}")
+    splits = check_splits(splits, aggregation)
     pred_dir = Path(pred_dir)
     if not pred_dir.is_dir():
         raise FileNotFoundError(f"{pred_dir}: prediction folder not found")
-    expressions = read_metadata(data_dir, splits)
-    by_split = {s: [e for e in expressions if e.split == s] for s in splits}
-    empty_split = [s for s, rows in by_split.items() if not rows]
-    if empty_split:
-        raise ValueError(f"{data_dir}: no expression of split(s) {', '.join(empty_split)}")
+    by_split = split_rows(data_dir, splits)
+    expressions = sorted((e for rows in by_split.values() for e in rows), key=lambda e: e.row)  # metadata order
     missing = missing_predictions(pred_dir, (e.uid for e in expressions))
     if missing and not allow_missing:
         raise MissingPredictionsError(pred_dir, missing)

@@ -51,6 +51,10 @@ class TrainConfig:
             together, so a batch holds whole clips where its size allows and EEMC runs the
             pixel-level module once per clip (False: expressions in a seeded order, as the
             reference).
+        null_negatives: on Ref-AVS Synth, add about this many null expressions per training
+            expression: another clip's sentence that refers to nothing in the clip, with an
+            empty target (:mod:`refavs.synth.negatives`). Ignored, with a log line, on data
+            without ``scenes.jsonl`` (the real benchmark). 0: none, as the reference.
     """
 
     name: str = "custom"
@@ -74,6 +78,7 @@ class TrainConfig:
     log_every_steps: int = 10
     max_steps: int | None = None
     batch_by_clip: bool = False
+    null_negatives: float = 0.0
 
     def __post_init__(self) -> None:
         positive = ("epochs", "batch_size", "eval_batch_size", "grad_accum_steps", "val_every_epochs",
@@ -85,6 +90,8 @@ class TrainConfig:
             bad.append(f"max_steps={self.max_steps}")
         if self.warmup_steps < 0 or self.checkpoint_every_steps < 0 or self.num_workers < 0:
             bad.append("warmup_steps, checkpoint_every_steps and num_workers must be >= 0")
+        if self.null_negatives < 0:
+            bad.append(f"null_negatives={self.null_negatives} (must be >= 0)")
         if bad:
             raise ValueError(f"invalid training config {self.name!r}: " + ", ".join(bad))
 
@@ -113,9 +120,9 @@ def _tiny() -> TrainConfig:
 
 
 def _lite() -> TrainConfig:
-    return TrainConfig(name="lite", epochs=3, lr=1e-3, batch_size=12, eval_batch_size=16, scheduler="cosine",
+    return TrainConfig(name="lite", epochs=4, lr=1e-3, batch_size=12, eval_batch_size=16, scheduler="cosine",
                        warmup_steps=50, max_grad_norm=1.0, log_every_steps=20, batch_by_clip=True,
-                       weight_decay=0.05)
+                       weight_decay=0.05, val_every_epochs=2)
 
 
 TRAIN_RECIPES = {"paper": _paper, "tiny": _tiny, "lite": _lite}

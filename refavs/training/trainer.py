@@ -122,6 +122,22 @@ def prepare_features(data_dir: Path, model_config: ModelConfig, splits, cache_di
     return features, store
 
 
+def _null_negatives(data_dir: Path, rows: list, cfg: TrainConfig, log) -> list:
+    """The recipe's null training expressions (``null_negatives``), where the data allows them."""
+    if not cfg.null_negatives:
+        return []
+    from refavs.synth.generate import SCENES_FILE
+    from refavs.synth.negatives import null_negatives
+
+    if not (data_dir / SCENES_FILE).is_file():
+        log(f"null_negatives={cfg.null_negatives} ignored: {data_dir} is not Ref-AVS Synth (no {SCENES_FILE})")
+        return []
+
+    negatives = null_negatives(data_dir, rows, cfg.null_negatives, cfg.seed)
+    log(f"{len(negatives)} null negatives added to {len(rows)} training expressions")
+    return negatives
+
+
 def train(model_config: ModelConfig, train_config: TrainConfig, data_dir: str | Path, run_dir: str | Path,
           resume: bool = False, device: str | None = None, cache_dir: str | Path | None = None,
           progress: bool = True, log=print) -> TrainResult:
@@ -183,7 +199,9 @@ def train(model_config: ModelConfig, train_config: TrainConfig, data_dir: str | 
         raise TrainingError(f"model config {model_config.name!r} trains no parameter (trainable.groups)")
     optimizer = build_optimizer(params, cfg)
 
-    train_set = RefAVSDataset(data_dir, "train", store, image=features.image)
+    train_rows = read_metadata(data_dir, ["train"])
+    negatives = _null_negatives(data_dir, train_rows, cfg, log if env.is_main else lambda m: None)
+    train_set = RefAVSDataset(data_dir, "train", store, image=features.image, expressions=train_rows + negatives)
     groups = clip_groups(train_set.clips) if cfg.batch_by_clip else None
     steps_per_epoch = len(rank_batches(len(train_set), cfg.seed, 0, cfg.batch_size, env.rank,
                                        env.world_size, groups)) // cfg.grad_accum_steps
