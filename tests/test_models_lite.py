@@ -90,7 +90,7 @@ def test_frames_give_the_cached_maps_result(model):
 
 def test_training_losses_use_a_subset_of_frames_and_train_the_head():
     torch.manual_seed(0)
-    model = build_model(small_config("loss.frames_per_clip=3"), load_pretrained=False).train()
+    model = build_model(small_config("loss.frames_per_clip=3", "head.rank_maps=true"), load_pretrained=False).train()
     x = inputs(model.config)
     masks = torch.zeros(B, T, 256, 256)
     masks[:, :, 40:120, 30:90] = 1
@@ -99,9 +99,12 @@ def test_training_losses_use_a_subset_of_frames_and_train_the_head():
     sounding[:, :5, 10:20, 10:20] = 1
     seconds = torch.zeros(B, T)
     seconds[:, :5] = 1
-    out = model(masks=masks, sounding=sounding, target_seconds=seconds, **x)
+    ranks = torch.full((B, T, 2, 48, 48), -1.0)
+    ranks[:, :5, :, 10:20, 10:20] = 1.0
+    out = model(masks=masks, sounding=sounding, target_seconds=seconds, sound_ranks=ranks, **x)
     assert out.mask_logits.shape == (B, 3, 256, 256)
-    assert set(out.losses) == {"mask", "presence", "sounding", "target_seconds"}
+    assert out.rank_logits.shape == (B, T, 2, 4, 4)
+    assert set(out.losses) == {"mask", "presence", "sounding", "ranks", "target_seconds"}
     assert math.isclose(float(out.loss.detach()), sum(out.losses.values()), rel_tol=1e-5)
     out.loss.backward()
     grads = {n: p.grad for n, p in model.named_parameters() if p.requires_grad}
@@ -167,3 +170,24 @@ def test_expressions_of_one_clip_share_its_pass(model):
     assert torch.allclose(alone, shared, atol=1e-5)
     with pytest.raises(ValueError, match="clips has 1 ids"):
         model(**same_clip, clips=["a"])
+
+
+def test_rank_loss_counts_only_labelled_cells():
+    from refavs.models.lite import rank_loss
+
+    logits = torch.zeros(1, 1, 2, 2, 2)
+    ranks = torch.full((1, 1, 2, 4, 4), -1.0)
+    assert float(rank_loss(logits, ranks)) == 0.0          # nothing sounds: no term
+    ranks[..., :2, :2] = 1.0                                 # one labelled cell per channel, rank 1
+    logits[..., 1, 1] = -50.0                                # unlabelled cells may say anything
+    assert math.isclose(float(rank_loss(logits, ranks)), math.log(2), rel_tol=1e-5)
+    logits[..., 0, 0] = 20.0
+    assert float(rank_loss(logits, ranks)) < 1e-6
+
+
+def test_rank_maps_off_keeps_the_sounding_feed_of_one_map():
+    # off by default, so checkpoints saved before the option existed still load
+    model = build_model(small_config(), load_pretrained=False).eval()
+    assert model.rank_kernel is None and model.sound_feed.in_channels == T + 1
+    out = model(**inputs(model.config))
+    assert out.rank_logits is None and out.sounding_logits is not None

@@ -27,6 +27,8 @@ class ClipSample:
             (Ref-AVS Synth's ``gt_sounding``), or None.
         target_seconds: ``[T]`` float32 0/1, whether the referred object sounds in each second
             (Ref-AVS Synth scenes), or None.
+        sound_ranks: ``[T, 2, s, s]`` float32 level and pitch ranks of the sounding objects
+            (:mod:`refavs.synth.sound_ranks`; -1 where no object sounds), or None.
     """
 
     pixel_values: torch.Tensor | None
@@ -39,6 +41,7 @@ class ClipSample:
     visual: dict[str, torch.Tensor] | None = None
     sounding: torch.Tensor | None = None
     target_seconds: torch.Tensor | None = None
+    sound_ranks: torch.Tensor | None = None
 
 
 @dataclass
@@ -59,6 +62,7 @@ class ClipBatch:
             them ``pixel_values`` may be None.
         sounding: ``[B, T, s, s]`` sounding-object targets, or None (see :class:`ClipSample`).
         target_seconds: ``[B, T]`` whether each referred object sounds in each second, or None.
+        sound_ranks: ``[B, T, 2, s, s]`` level and pitch ranks, or None (see :class:`ClipSample`).
     """
 
     pixel_values: torch.Tensor | None
@@ -71,6 +75,7 @@ class ClipBatch:
     visual: dict[str, torch.Tensor] | None = None
     sounding: torch.Tensor | None = None
     target_seconds: torch.Tensor | None = None
+    sound_ranks: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.uids)
@@ -85,7 +90,8 @@ class ClipBatch:
 
     def _map_tensors(self, fn) -> "ClipBatch":
         """A copy with ``fn`` applied to every tensor (None stays None); the id lists are copied."""
-        tensors = ("pixel_values", "audio", "text", "text_mask", "masks", "sounding", "target_seconds")
+        tensors = ("pixel_values", "audio", "text", "text_mask", "masks", "sounding", "target_seconds",
+                   "sound_ranks")
         changes = {name: None if getattr(self, name) is None else fn(getattr(self, name)) for name in tensors}
         visual = None if self.visual is None else {k: fn(v) for k, v in self.visual.items()}
         return dataclasses.replace(self, **changes, visual=visual, uids=list(self.uids),
@@ -131,4 +137,5 @@ def collate_clips(samples: Sequence[ClipSample]) -> ClipBatch:
         visual=visual,
         sounding=stacked("sounding"),
         target_seconds=stacked("target_seconds"),
+        sound_ranks=stacked("sound_ranks"),
     )

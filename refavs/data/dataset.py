@@ -58,8 +58,9 @@ class RefAVSDataset(Dataset):
         check_features: at construction, raise :class:`~refavs.features.cache.FeatureCacheError`
             listing what is missing when ``features`` can tell (a ``FeatureStore`` can).
         labels: add the Ref-AVS Synth training labels where the data has them (sounding-object
-            masks from the cache, the target's sounding seconds from ``scenes.jsonl``); absent on
-            the real benchmark, where they stay None.
+            masks from the cache, the target's sounding seconds and the sounding objects' level
+            and pitch ranks from ``scenes.jsonl``); absent on the real benchmark, where they
+            stay None.
 
     When the feature source caches backbone maps (the ``lite`` preset), samples carry them as
     ``visual`` and no frame is decoded (``pixel_values`` is None).
@@ -87,11 +88,14 @@ class RefAVSDataset(Dataset):
         self._folders = [self.layout.resolve_folder(e.uid, e.vid) for e in self.expressions]
         self.visual = bool(getattr(features, "has_visual_maps", False))
         self._seconds: dict = {}
+        self._scenes: dict = {}
         if labels:
+            from refavs.synth.generate import read_scenes
             from refavs.synth.sounding import has_sounding, target_sounding_seconds
 
             if has_sounding(self.layout.root):
                 self._seconds = target_sounding_seconds(self.layout.root)
+                self._scenes = {rec["folder"]: rec for rec in read_scenes(self.layout.root)}
         self.labels = labels
         if check_features and hasattr(features, "missing"):
             self._check_features()
@@ -159,6 +163,11 @@ class RefAVSDataset(Dataset):
             seconds = torch.zeros(self.num_frames)
         elif (folder, e.fid) in self._seconds:
             seconds = torch.from_numpy(np.asarray(self._seconds[(folder, e.fid)], dtype=np.float32))
+        ranks = None
+        if folder in self._scenes:
+            from refavs.synth.sound_ranks import sound_rank_maps
+
+            ranks = torch.from_numpy(sound_rank_maps(self._scenes[folder]))
         audio = np.asarray(self.features.audio(folder), dtype=np.float32)
         if audio.shape[0] != self.num_frames:
             raise ValueError(f"audio features of {folder} have {audio.shape[0]} windows, expected {self.num_frames}")
@@ -175,4 +184,5 @@ class RefAVSDataset(Dataset):
             visual=visual,
             sounding=sounding,
             target_seconds=seconds,
+            sound_ranks=ranks,
         )

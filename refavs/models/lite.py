@@ -48,6 +48,7 @@ class LiteOutput:
         loss: the training loss when targets were given, else None.
         presence_logits: ``[B, T]`` "the target is in frame t" logits (None without presence).
         sounding_logits: ``[B, T, g, g]`` sounding-object maps at stride 16 (None when off).
+        rank_logits: ``[B, T, 2, g, g]`` level and pitch rank maps at stride 16 (None when off).
         losses: the loss terms by name (floats), when a loss was computed.
     """
 
@@ -55,6 +56,7 @@ class LiteOutput:
     loss: Tensor | None = None
     presence_logits: Tensor | None = None
     sounding_logits: Tensor | None = None
+    rank_logits: Tensor | None = None
     losses: dict[str, float] | None = None
 
     def probabilities(self) -> Tensor:
@@ -74,6 +76,20 @@ def cached_memory(x: Tensor, beta: float) -> Tensor:
     steps = torch.arange(1, x.shape[1] + 1, device=x.device, dtype=x.dtype)
     running = x.cumsum(1) / steps.view(1, -1, *([1] * (x.dim() - 2)))
     return (1 + beta) * x - running
+
+
+def rank_loss(rank_logits: Tensor, ranks: Tensor) -> Tensor:
+    """BCE of ``rank_logits [B, T, 2, g, g]`` against rank maps ``[B, T, 2, s, s]`` (values in [0, 1],
+    -1 where no object sounds; see :mod:`refavs.synth.sound_ranks`), pooled to ``g`` over the
+    labelled pixels; cells less than half labelled are left out. 0 when no cell is labelled."""
+    g = rank_logits.shape[-1]
+    ranks = ranks.to(rank_logits.dtype).flatten(0, 2)[:, None]
+    known = (ranks >= 0).to(ranks.dtype)
+    cover = F.adaptive_avg_pool2d(known, g)
+    target = F.adaptive_avg_pool2d(ranks.clamp(min=0) * known, g) / cover.clamp(min=1e-6)
+    weight = (cover >= 0.5).to(ranks.dtype).reshape(rank_logits.shape)
+    losses = F.binary_cross_entropy_with_logits(rank_logits, target.reshape(rank_logits.shape), reduction="none")
+    return (losses * weight).sum() / weight.sum().clamp(min=1.0)
 
 
 def gated_product_logits(mask_logits: Tensor, presence_logits: Tensor) -> Tensor:
@@ -160,7 +176,8 @@ class LiteEEMC(nn.Module):
         self.type_embedding = nn.Parameter(torch.zeros(2, d))  # 0: text token, 1: audio token
         if h.sounding_map:
             self.sound_kernel = _mlp(d, 2 * d, d + 1)
-            self.sound_feed = nn.Conv2d(t + 1, d, 1)
+            self.rank_kernel = _mlp(2 * d, 2 * d, 2 * (d + 1)) if h.rank_maps else None
+            self.sound_feed = nn.Conv2d(self._sound_channels * (t + 1), d, 1)
         self.fuse16 = ContextAttention(d, d, h.num_heads, h.dropout)
         self.up16 = nn.Conv2d(d, fd, 1)
         self.fuse8 = ContextAttention(fd, d, h.num_heads, h.dropout, ffn=False) if h.fuse_fine else None
@@ -171,6 +188,12 @@ class LiteEEMC(nn.Module):
         self.kernel_out = nn.Linear(d, fd + 1)
         self.presence = _mlp(d + 2, d, 1) if h.presence else None
         self.target_seconds = nn.Linear(d, 1)
+
+    @property
+    def _sound_channels(self) -> int:
+        """Maps per frame and position fed into the fusion: sounding, then level and pitch ranks."""
+        h = self.config.head
+        return (1 + 2 * h.rank_maps) if h.sounding_map else 0
 
     # ------------------------------------------------------------------------- construction
 
@@ -224,7 +247,8 @@ class LiteEEMC(nn.Module):
     def forward(self, pixel_values: Tensor | ClipBatch | None = None, audio: Tensor | None = None,
                 text: Tensor | None = None, text_mask: Tensor | None = None, masks: Tensor | None = None,
                 clips: list[str] | None = None, visual: dict[str, Tensor] | None = None,
-                sounding: Tensor | None = None, target_seconds: Tensor | None = None) -> LiteOutput:
+                sounding: Tensor | None = None, target_seconds: Tensor | None = None,
+                sound_ranks: Tensor | None = None) -> LiteOutput:
         """Mask logits for every frame, and the loss when ``masks`` are given.
 
         Args:
@@ -239,12 +263,15 @@ class LiteEEMC(nn.Module):
                 when given, ``pixel_values`` may be None.
             sounding: ``[B, T, s, s]`` sounding-object targets (Synth), or None.
             target_seconds: ``[B, T]`` whether the target sounds in second t (Synth), or None.
+            sound_ranks: ``[B, T, 2, s, s]`` level and pitch ranks of the sounding objects (Synth;
+                -1 where none sounds), or None.
         """
         if isinstance(pixel_values, ClipBatch):
             batch = pixel_values
             pixel_values, audio, text, text_mask, masks, clips = (batch.pixel_values, batch.audio, batch.text,
                                                                   batch.text_mask, batch.masks, batch.clips)
             visual, sounding, target_seconds = batch.visual, batch.sounding, batch.target_seconds
+            sound_ranks = batch.sound_ranks
         maps = self._maps(pixel_values, visual)
         self._check_inputs(maps, audio, text, text_mask, masks)
         b, t = audio.shape[:2]
@@ -267,9 +294,11 @@ class LiteEEMC(nn.Module):
 
         # what does not depend on the expression runs once per clip of the batch
         first, owner = clip_slots(clips, b, audio.device)
-        v16, p8, sounding_logits = self._clip_features({k: v[first] for k, v in maps.items()}, sounds[first])
+        v16, p8, sounding_logits, rank_logits = self._clip_features({k: v[first] for k, v in maps.items()},
+                                                                    sounds[first])
         v16 = v16[owner]  # [B, T, P, D]
         sounding_logits = None if sounding_logits is None else sounding_logits[owner]
+        rank_logits = None if rank_logits is None else rank_logits[owner]
         g8 = p8.shape[-1]
         frames = self._training_frames(b, t, masks, audio.device)  # [B, k] frames the fine path sees
         if frames is None:
@@ -308,16 +337,19 @@ class LiteEEMC(nn.Module):
         coarse = logits.reshape(b, k, g8, g8)
         final = coarse if presence is None else gated_product_logits(coarse, presence)
         mask_logits = F.interpolate(final, size=(cfg.mask_size, cfg.mask_size), mode="bilinear", align_corners=False)
-        out = LiteOutput(mask_logits=mask_logits, presence_logits=presence, sounding_logits=sounding_logits)
+        out = LiteOutput(mask_logits=mask_logits, presence_logits=presence, sounding_logits=sounding_logits,
+                         rank_logits=rank_logits)
         if masks is not None:
             seconds_logits = self.target_seconds(kernel_state).reshape(b, k)
-            out.loss, out.losses = self._loss(out, masks, sounding, target_seconds, seconds_logits)
+            out.loss, out.losses = self._loss(out, masks, sounding, target_seconds, seconds_logits, sound_ranks)
         return out
 
-    def _clip_features(self, maps: dict[str, Tensor], sounds: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
+    def _clip_features(self, maps: dict[str, Tensor], sounds: Tensor
+                       ) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
         """What depends on the clip alone: ``v16 [C, T, P, D]`` (positions, cached memory, temporal
-        attention, the sounding maps fed in), the projected stride-8 map ``[C * T, Df, g8, g8]`` and
-        the sounding logits ``[C, T, g16, g16]`` (None when off), from ``sounds [C, T, D]``."""
+        attention, the sounding maps fed in), the projected stride-8 map ``[C * T, Df, g8, g8]``,
+        the sounding logits ``[C, T, g16, g16]`` and the rank logits ``[C, T, 2, g16, g16]`` (None
+        when off), from ``sounds [C, T, D]``."""
         h, d = self.config.head, self.config.head.dim
         c, t = sounds.shape[:2]
         dtype = self.proj16[0].weight.dtype
@@ -333,16 +365,25 @@ class LiteEEMC(nn.Module):
             v16 = v16 + self.memory(cached_memory(v16, h.memory_beta))
         if self.temporal is not None:
             v16 = self.temporal(v16)
-        sounding_logits = None
+        sounding_logits = rank_logits = None
         if h.sounding_map:  # from the audio of second t alone, matched against frame t
             k = self.sound_kernel(sounds)  # [C, T, D + 1]
             sounding_logits = torch.einsum("ctpd,ctd->ctp", v16, k[..., :d]) / math.sqrt(d) + k[..., d:]
-            per_position = sounding_logits.permute(0, 2, 1)[:, None].expand(c, t, -1, t)  # every second's map
-            feed = torch.cat([sounding_logits[..., None], per_position], -1)  # [C, T, P, T + 1]
+            channels = sounding_logits[..., None]  # [C, T, P, M]
+            if self.rank_kernel is not None:  # second t's audio beside the clip's mean: how loud, how high
+                context = torch.cat([sounds, sounds.mean(1, keepdim=True).expand_as(sounds)], -1)
+                kr = self.rank_kernel(context).reshape(c, t, 2, d + 1)
+                rank_logits = torch.einsum("ctpd,ctkd->ctpk", v16, kr[..., :d]) / math.sqrt(d) + kr[..., d][:, :, None]
+                channels = torch.cat([channels, rank_logits], -1)
+            m = channels.shape[-1]
+            per_position = channels.permute(0, 2, 1, 3).reshape(c, 1, -1, t * m).expand(c, t, -1, t * m)
+            feed = torch.cat([channels, per_position], -1)  # [C, T, P, M (T + 1)]: this second's, every second's
             fed = self.sound_feed(feed.flatten(0, 1).transpose(1, 2)[..., None]).squeeze(-1).transpose(1, 2)
             v16 = v16 + fed.reshape(c, t, -1, d)
             sounding_logits = sounding_logits.reshape(c, t, g16, g16)
-        return v16, self.proj8(s8), sounding_logits
+            if rank_logits is not None:
+                rank_logits = rank_logits.permute(0, 1, 3, 2).reshape(c, t, 2, g16, g16)
+        return v16, self.proj8(s8), sounding_logits, rank_logits
 
     def _training_frames(self, b: int, t: int, masks: Tensor | None, device) -> Tensor | None:
         """``[B, k]`` sorted random frames per clip for a training step (None: every frame)."""
@@ -365,7 +406,7 @@ class LiteEEMC(nn.Module):
         return {k: v.reshape(b, t, *v.shape[1:]) for k, v in maps.items()}
 
     def _loss(self, out: LiteOutput, masks: Tensor, sounding: Tensor | None, target_seconds: Tensor | None,
-              seconds_logits: Tensor) -> tuple[Tensor, dict[str, float]]:
+              seconds_logits: Tensor, sound_ranks: Tensor | None = None) -> tuple[Tensor, dict[str, float]]:
         w = self.config.loss
         terms = {"mask": mask_loss(out.mask_logits, masks, w.bce_weight, w.dice_weight)}
         if out.presence_logits is not None and w.presence_weight:
@@ -377,6 +418,8 @@ class LiteEEMC(nn.Module):
             logits = out.sounding_logits.to(target.dtype)
             terms["sounding"] = w.sounding_weight * (F.binary_cross_entropy_with_logits(logits, target)
                                                      + dice_loss(logits, target))
+        if out.rank_logits is not None and sound_ranks is not None and w.rank_weight:
+            terms["ranks"] = w.rank_weight * rank_loss(out.rank_logits, sound_ranks)
         if target_seconds is not None and w.target_seconds_weight:
             terms["target_seconds"] = w.target_seconds_weight * F.binary_cross_entropy_with_logits(
                 seconds_logits, target_seconds.to(seconds_logits.dtype))

@@ -77,6 +77,10 @@ class LiteHeadConfig:
         audio_offsets: audio tokens carry their second and, for frame t, their offset from t.
         sounding_map: compute each frame's sounding-object map from that second's audio alone
             and feed the maps of every second (per position) into the fusion.
+        rank_maps: with ``sounding_map``, also two maps per frame of how loud and how high the
+            object at each position sounds, ranked among the clip's sounding objects (from that
+            second's audio and the clip's mean audio), fed in the same way, and trained against
+            Synth's sound ranks. Off: it did not raise val J (docs/experiments.md).
         fuse_fine: a second dense fusion (pixels attend to text and audio) at stride 8.
         presence: a presence score per frame that empties the mask of a frame (and of a null
             expression) where the target is judged absent.
@@ -92,6 +96,7 @@ class LiteHeadConfig:
     cached_memory: bool = True
     audio_offsets: bool = True
     sounding_map: bool = True
+    rank_maps: bool = False
     fuse_fine: bool = True
     presence: bool = True
     dropout: float = 0.1
@@ -108,6 +113,8 @@ class LiteLossConfig:
         sounding_weight: BCE + dice of the sounding-object map of second t against the Synth
             ``gt_sounding`` mask of frame t (only where those labels exist; see
             :mod:`refavs.synth.sounding`).
+        rank_weight: BCE of the level and pitch rank maps against the Synth sound ranks
+            (:mod:`refavs.synth.sound_ranks`), on the pixels of sounding objects only.
         target_seconds_weight: BCE of "the target sounds in second t", predicted from the
             frame's kernel (Synth scenes only).
         frames_per_clip: in a training step, the frames of each clip (drawn at random) that the
@@ -119,6 +126,7 @@ class LiteLossConfig:
     dice_weight: float = 1.0
     presence_weight: float = 0.5
     sounding_weight: float = 1.0
+    rank_weight: float = 0.5
     target_seconds_weight: float = 0.2
     frames_per_clip: int = 4
 

@@ -1,0 +1,37 @@
+"""Level and pitch rank maps of Ref-AVS Synth's sounding objects."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from refavs.synth.sound_ranks import IGNORE, sound_rank_maps
+
+
+def obj(level, pitch, seconds, box):
+    return {"audio": {"level_db": level, "pitch_hz": pitch, "seconds": seconds},
+            "visual": {"boxes": [box] * 10}}
+
+
+def test_ranks_are_painted_in_the_boxes_of_sounding_seconds():
+    record = {"vid": "v", "size": 96, "objects": [
+        obj(0.0, 200.0, [0, 1], [0, 0, 48, 48]),       # loudest, lowest
+        obj(-16.0, 800.0, [1], [48, 48, 96, 96]),      # quietest, highest
+        obj(-8.0, 400.0, [], [0, 48, 48, 96]),         # silent: no label anywhere
+    ]}
+    maps = sound_rank_maps(record, size=48)
+    assert maps.shape == (10, 2, 48, 48) and maps.dtype == np.float32
+    assert np.all(maps[0, :, :24, :24] == [[[1.0]], [[0.0]]])   # level rank 1, pitch rank 0
+    assert np.all(maps[0, :, 24:, 24:] == IGNORE)                # the second object is silent at 0
+    assert np.all(maps[1, :, 24:, 24:] == [[[0.0]], [[1.0]]])
+    assert np.all(maps[:, :, 24:, :24] == IGNORE)                # the silent object
+    assert np.all(maps[2:] == IGNORE)
+
+
+def test_equal_levels_rank_one_half_and_bad_records_are_named():
+    record = {"vid": "v", "size": 96, "objects": [obj(-8.0, 200.0, [3], [0, 0, 10, 10]),
+                                                  obj(-8.0, 400.0, [3], [50, 50, 60, 60])]}
+    maps = sound_rank_maps(record, size=48)
+    assert set(np.unique(maps[3, 0])) == {IGNORE, 0.5}
+    with pytest.raises(ValueError, match="scene v"):
+        sound_rank_maps({"vid": "v", "objects": []})
