@@ -191,3 +191,23 @@ def test_rank_maps_off_keeps_the_sounding_feed_of_one_map():
     assert model.rank_kernel is None and model.sound_feed.in_channels == T + 1
     out = model(**inputs(model.config))
     assert out.rank_logits is None and out.sounding_logits is not None
+
+
+def test_null_rows_can_teach_only_the_presence_gate():
+    from refavs.models.readout import mask_loss
+
+    torch.manual_seed(0)
+    x = inputs(small_config())
+    masks = torch.zeros(B, T, 256, 256)
+    masks[0, :, 40:120, 30:90] = 1          # row 1 is a null expression: empty in every frame
+    both = build_model(small_config("loss.frames_per_clip=0", "head.dropout=0"), load_pretrained=False).train()
+    gate_only = build_model(small_config("loss.frames_per_clip=0", "head.dropout=0", "loss.null_mask_loss=false"),
+                            load_pretrained=False).train()
+    gate_only.load_state_dict(both.state_dict())
+    out_both, out_gate = both(masks=masks, **x), gate_only(masks=masks, **x)
+    w = both.config.loss
+    assert torch.allclose(out_both.mask_logits, out_gate.mask_logits)
+    want = float(mask_loss(out_gate.mask_logits[:1], masks[:1], w.bce_weight, w.dice_weight).detach())
+    assert math.isclose(out_gate.losses["mask"], want, rel_tol=1e-5)
+    assert not math.isclose(out_both.losses["mask"], want, rel_tol=1e-3)
+    assert math.isclose(out_both.losses["presence"], out_gate.losses["presence"], rel_tol=1e-6)

@@ -300,6 +300,8 @@ class LiteEEMC(nn.Module):
         sounding_logits = None if sounding_logits is None else sounding_logits[owner]
         rank_logits = None if rank_logits is None else rank_logits[owner]
         g8 = p8.shape[-1]
+        # null expressions: no target in any of the clip's frames (test_n; Synth's training negatives)
+        null_rows = None if masks is None else masks.flatten(1).amax(1) == 0
         frames = self._training_frames(b, t, masks, audio.device)  # [B, k] frames the fine path sees
         if frames is None:
             frames = torch.arange(t, device=audio.device).expand(b, t)
@@ -341,7 +343,8 @@ class LiteEEMC(nn.Module):
                          rank_logits=rank_logits)
         if masks is not None:
             seconds_logits = self.target_seconds(kernel_state).reshape(b, k)
-            out.loss, out.losses = self._loss(out, masks, sounding, target_seconds, seconds_logits, sound_ranks)
+            out.loss, out.losses = self._loss(out, masks, sounding, target_seconds, seconds_logits, sound_ranks,
+                                              null_rows)
         return out
 
     def _clip_features(self, maps: dict[str, Tensor], sounds: Tensor
@@ -406,9 +409,15 @@ class LiteEEMC(nn.Module):
         return {k: v.reshape(b, t, *v.shape[1:]) for k, v in maps.items()}
 
     def _loss(self, out: LiteOutput, masks: Tensor, sounding: Tensor | None, target_seconds: Tensor | None,
-              seconds_logits: Tensor, sound_ranks: Tensor | None = None) -> tuple[Tensor, dict[str, float]]:
+              seconds_logits: Tensor, sound_ranks: Tensor | None = None, null_rows: Tensor | None = None
+              ) -> tuple[Tensor, dict[str, float]]:
         w = self.config.loss
-        terms = {"mask": mask_loss(out.mask_logits, masks, w.bce_weight, w.dice_weight)}
+        keep = None if w.null_mask_loss or null_rows is None or not null_rows.any() else ~null_rows
+        if keep is None:
+            terms = {"mask": mask_loss(out.mask_logits, masks, w.bce_weight, w.dice_weight)}
+        else:  # null rows teach the presence gate only
+            terms = {"mask": mask_loss(out.mask_logits[keep], masks[keep], w.bce_weight, w.dice_weight)
+                     if keep.any() else out.mask_logits.sum() * 0}
         if out.presence_logits is not None and w.presence_weight:
             present = (masks.flatten(2).amax(2) > 0).to(out.presence_logits.dtype)
             terms["presence"] = w.presence_weight * F.binary_cross_entropy_with_logits(out.presence_logits, present)

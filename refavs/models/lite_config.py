@@ -113,6 +113,9 @@ class LiteLossConfig:
         sounding_weight: BCE + dice of the sounding-object map of second t against the Synth
             ``gt_sounding`` mask of frame t (only where those labels exist; see
             :mod:`refavs.synth.sounding`).
+        null_mask_loss: null expressions (no target in any frame, e.g. the training negatives of
+            ``null_negatives``) get the mask loss too; False: only the presence loss sees them,
+            so they teach the gate without pulling every mask towards empty.
         rank_weight: BCE of the level and pitch rank maps against the Synth sound ranks
             (:mod:`refavs.synth.sound_ranks`), on the pixels of sounding objects only.
         target_seconds_weight: BCE of "the target sounds in second t", predicted from the
@@ -127,6 +130,7 @@ class LiteLossConfig:
     presence_weight: float = 0.5
     sounding_weight: float = 1.0
     rank_weight: float = 0.5
+    null_mask_loss: bool = True
     target_seconds_weight: float = 0.2
     frames_per_clip: int = 4
 
