@@ -94,8 +94,9 @@ class RefAVSDataset(Dataset):
             from refavs.synth.sounding import has_sounding, target_sounding_seconds
 
             if has_sounding(self.layout.root):
-                self._seconds = target_sounding_seconds(self.layout.root)
-                self._scenes = {rec["folder"]: rec for rec in read_scenes(self.layout.root)}
+                records = read_scenes(self.layout.root)  # read once: the seconds and the ranks
+                self._seconds = target_sounding_seconds(self.layout.root, records)
+                self._scenes = {rec["folder"]: rec for rec in records}
         self.labels = labels
         if check_features and hasattr(features, "missing"):
             self._check_features()

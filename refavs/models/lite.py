@@ -300,8 +300,8 @@ class LiteEEMC(nn.Module):
         sounding_logits = None if sounding_logits is None else sounding_logits[owner]
         rank_logits = None if rank_logits is None else rank_logits[owner]
         g8 = p8.shape[-1]
-        # null expressions: no target in any of the clip's frames (test_n; Synth's training negatives)
-        null_rows = None if masks is None else masks.flatten(1).amax(1) == 0
+        # null expressions (no target in any frame), found only when they are to skip the mask loss
+        null_rows = None if masks is None or cfg.loss.null_mask_loss else masks.flatten(1).amax(1) == 0
         frames = self._training_frames(b, t, masks, audio.device)  # [B, k] frames the fine path sees
         if frames is None:
             frames = torch.arange(t, device=audio.device).expand(b, t)
@@ -412,7 +412,7 @@ class LiteEEMC(nn.Module):
               seconds_logits: Tensor, sound_ranks: Tensor | None = None, null_rows: Tensor | None = None
               ) -> tuple[Tensor, dict[str, float]]:
         w = self.config.loss
-        keep = None if w.null_mask_loss or null_rows is None or not null_rows.any() else ~null_rows
+        keep = None if null_rows is None or not null_rows.any() else ~null_rows
         if keep is None:
             terms = {"mask": mask_loss(out.mask_logits, masks, w.bce_weight, w.dice_weight)}
         else:  # null rows teach the presence gate only

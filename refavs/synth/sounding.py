@@ -88,7 +88,8 @@ def load_sounding_masks(data_dir: str | Path, folder: str, size: int = MASK_SIZE
     return np.stack([load_mask(sounding_mask_path(data_dir, folder, t), size, resize) for t in range(NUM_FRAMES)])
 
 
-def target_sounding_seconds(data_dir: str | Path) -> dict[tuple[str, int], np.ndarray]:
+def target_sounding_seconds(data_dir: str | Path,
+                            records: Sequence[dict] | None = None) -> dict[tuple[str, int], np.ndarray]:
     """Per ``(folder, fid)`` of ``gt_mask/<folder>/fid_<fid>``: bool ``[10]``, the seconds that object sounds in.
 
     Read from scenes.jsonl (each object's ``audio.seconds``). The keys mirror ``gt_mask``: a
@@ -97,11 +98,12 @@ def target_sounding_seconds(data_dir: str | Path) -> dict[tuple[str, int], np.nd
     expression's mask is read from give its target's sounding seconds.
 
     Only Ref-AVS Synth has scenes.jsonl: FileNotFoundError naming it elsewhere (the real benchmark).
+    ``records``: scenes.jsonl's records when the caller has read them already (not read again).
     """
     from refavs.synth.generate import read_scenes
 
     out: dict[tuple[str, int], np.ndarray] = {}
-    for rec in read_scenes(data_dir):
+    for rec in read_scenes(data_dir) if records is None else records:
         for obj in rec["objects"]:
             secs = np.zeros(NUM_FRAMES, dtype=bool)
             secs[list(obj["audio"]["seconds"])] = True
