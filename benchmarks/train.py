@@ -75,19 +75,18 @@ def default_batch(name: str) -> int:
 
 def make_lite_batch(config, batch: int, seed: int = 0):
     """A synthetic batch as the ``lite`` training loop gets it from the feature cache: no frames,
-    backbone maps at the config's grids (float16 values as float32), audio, text, masks,
+    backbone maps (and the refinement's guide) at the config's grids (float16 values as float32), audio, text, masks,
     sounding-object masks and target seconds."""
     import torch
 
     from refavs.data.batch import ClipBatch
-    from refavs.models.backbones.efficientnet_lite import FEATURE_CHANNELS
 
     g = torch.Generator().manual_seed(seed)
     t, tokens = config.num_frames, config.text_tokens
     text_mask = torch.ones(batch, tokens, dtype=torch.bool)
     text_mask[:, tokens // 2:] = False
-    visual = {name: torch.randn(batch, t, FEATURE_CHANNELS[name], grid, grid, generator=g).half().float()
-              for name, grid in config.backbone.grids.items()}
+    visual = {name: torch.randn(batch, t, *shape, generator=g).half().float()
+              for name, shape in config.visual_maps.items()}
     return ClipBatch(
         pixel_values=None,
         audio=torch.randn(batch, t, config.audio_dim, generator=g),

@@ -26,7 +26,8 @@ def inputs(config, seed: int = 0) -> dict:
     text_mask[:, 7:] = False
     return dict(
         visual={"s8": torch.randn(B, T, 40, grids["s8"], grids["s8"], generator=g),
-                "s16": torch.randn(B, T, 112, grids["s16"], grids["s16"], generator=g)},
+                "s16": torch.randn(B, T, 112, grids["s16"], grids["s16"], generator=g),
+                "rgb4": torch.randn(B, T, 3, 4 * grids["s16"], 4 * grids["s16"], generator=g)},
         audio=torch.randn(B, T, config.audio_dim, generator=g),
         text=torch.randn(B, config.text_tokens, config.text_dim, generator=g),
         text_mask=text_mask)
@@ -150,7 +151,7 @@ def test_save_and_load_roundtrip(model, tmp_path):
 
 def test_bad_inputs_are_named(model):
     x = inputs(model.config)
-    with pytest.raises(ValueError, match="backbone map s8"):
+    with pytest.raises(ValueError, match="map s8 must be"):
         model(**{**x, "visual": {"s16": x["visual"]["s16"]}})
     with pytest.raises(ValueError, match="audio must be"):
         model(**{**x, "audio": x["audio"][:, :, :5]})
@@ -211,3 +212,58 @@ def test_null_rows_can_teach_only_the_presence_gate():
     assert math.isclose(out_gate.losses["mask"], want, rel_tol=1e-5)
     assert not math.isclose(out_both.losses["mask"], want, rel_tol=1e-3)
     assert math.isclose(out_both.losses["presence"], out_gate.losses["presence"], rel_tol=1e-6)
+
+
+def test_refinement_starts_as_bilinear_upsampling():
+    from refavs.models.refine import GuidedRefinement
+
+    torch.manual_seed(0)
+    refine = GuidedRefinement(embed_dim=16)
+    logits = torch.randn(3, 8, 8)
+    got = refine(logits, torch.randn(3, 16, 8, 8), torch.randn(3, 3, 16, 16))
+    want = torch.nn.functional.interpolate(logits[:, None], size=(16, 16), mode="bilinear", align_corners=False)[:, 0]
+    assert torch.allclose(got, want)
+
+
+def test_refinement_learns_edges_from_the_guide():
+    # squares whose edges fall inside stride-8 cells: upsampled coarse logits blur them, the frame
+    # (the guide) shows them; the refinement must learn to use it
+    from refavs.models.refine import GuidedRefinement
+
+    g = torch.Generator().manual_seed(0)
+    n, size = 32, 16
+    masks = torch.zeros(n, size, size)
+    for i in range(n):
+        y, x = torch.randint(1, 8, (2,), generator=g).tolist()
+        h, w = torch.randint(4, 8, (2,), generator=g).tolist()
+        masks[i, y:y + h, x:x + w] = 1
+    guide = (masks[:, None] * torch.tensor([1.0, -1.0, 0.5])[:, None, None]).expand(n, 3, size, size).clone()
+    coarse = torch.logit(torch.nn.functional.avg_pool2d(masks[:, None], 2)[:, 0].clamp(0.05, 0.95))
+    emb = torch.zeros(n, 16, size // 2, size // 2)
+
+    def iou(logits):
+        pred = logits > 0
+        return float(((pred & (masks > 0)).sum((1, 2)) / (pred | (masks > 0)).sum((1, 2))).mean())
+
+    torch.manual_seed(0)
+    refine = GuidedRefinement(embed_dim=16)
+    before = iou(refine(coarse, emb, guide).detach())
+    opt = torch.optim.Adam(refine.parameters(), lr=1e-2)
+    for _ in range(150):
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(refine(coarse, emb, guide), masks)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    after = iou(refine(coarse, emb, guide).detach())
+    assert after > before + 0.1 and after > 0.9, (before, after)
+
+
+def test_refinement_needs_its_guide_map(model):
+    refined = build_model(small_config(), load_pretrained=False).eval()
+    assert refined.config.head.refine and not build_model(small_config("head.refine=false"),
+                                                            load_pretrained=False).config.head.refine
+    x = inputs(refined.config)
+    del x["visual"]["rgb4"]
+    with pytest.raises(ValueError, match="rgb4"):
+        refined(**x)
+

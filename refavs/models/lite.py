@@ -14,11 +14,15 @@ a CPU in minutes:
    per position, join the pixel features: "keeps / stops / starts sounding" become readable.
 3. **Dense fusion.** Every pixel of frame t attends to the context of frame t: the text tokens
    and the ten audio tokens, each carrying its second and its offset from t (LAVT's
-   pixel-word attention, extended to sound), at stride 16 and again at stride 8.
+   pixel-word attention, extended to sound), at stride 16 and again at stride 8. At stride 16
+   the positions of a frame then attend to each other (``head.spatial_layers``), so a pixel
+   that has read the sentence sees its surroundings ("left of the purple diamond").
 4. **Kernel read-out.** A query made from the sentence attends to the same context and becomes
    the frame's kernel; the mask logit of a pixel is its embedding's dot product with the kernel
    (as CRIS). A presence score per frame, from the kernel and the best match, gates the mask,
    so a frame without the target, and a null expression, gets an empty mask.
+5. **Refinement** (``head.refine``): the stride-8 mask is refined at stride 4 with the frame
+   itself as a guide (:mod:`refavs.models.refine`), so the edges of small objects fall in place.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from refavs.data.batch import ClipBatch, clip_slots
 from refavs.models import checkpoint
 from refavs.models.lite_config import LiteConfig
 from refavs.models.readout import dice_loss, mask_loss, probabilities
+from refavs.models.refine import GUIDE, GuidedRefinement, guide_map
 
 GROUPS: tuple[str, ...] = ("backbone", "head")
 """Parameter groups of the lite model: the frozen backbone and everything that trains."""
@@ -69,6 +74,13 @@ def coordinate_channels(n: int, h: int, w: int, device, dtype) -> Tensor:
     xs = torch.linspace(-1, 1, w, device=device, dtype=dtype)
     grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"))
     return grid.unsqueeze(0).expand(n, -1, -1, -1)
+
+
+def spatial_basis(h: int, w: int, device, dtype) -> Tensor:
+    """``[5, h, w]``: x, y, x^2 - 1/3, y^2 - 1/3 and xy of each position (x, y in [-1, 1]), the
+    terms of the sentence's spatial prior (left / right, top / bottom, the middle or the sides)."""
+    x, y = coordinate_channels(1, h, w, device, dtype)[0]
+    return torch.stack([x, y, x * x - 1 / 3, y * y - 1 / 3, x * y])
 
 
 def cached_memory(x: Tensor, beta: float) -> Tensor:
@@ -118,6 +130,26 @@ class ContextAttention(nn.Module):
         attended, _ = self.attn(self.norm(x), context, context, key_padding_mask=pad, need_weights=False)
         x = x + self.gate * attended
         return x if self.ffn is None else x + self.ffn(x)
+
+
+class SpatialAttention(nn.Module):
+    """The positions of one frame attend to each other (pre-norm self-attention with a gated
+    residual, then a feed-forward block), ``x [N, P, D]``: after the text has reached every pixel,
+    a pixel can see what is around it ("left of the purple diamond", "the larger of the two")."""
+
+    def __init__(self, dim: int, heads: int, dropout: float):
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.attn = nn.MultiheadAttention(dim, heads, batch_first=True)
+        self.gate = nn.Parameter(torch.ones(dim))
+        self.ffn = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, 2 * dim), nn.GELU(), nn.Dropout(dropout),
+                                 nn.Linear(2 * dim, dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        normed = self.norm(x)
+        attended, _ = self.attn(normed, normed, normed, need_weights=False)
+        x = x + self.gate * attended
+        return x + self.ffn(x)
 
 
 class TemporalAttention(nn.Module):
@@ -179,6 +211,7 @@ class LiteEEMC(nn.Module):
             self.rank_kernel = _mlp(2 * d, 2 * d, 2 * (d + 1)) if h.rank_maps else None
             self.sound_feed = nn.Conv2d(self._sound_channels * (t + 1), d, 1)
         self.fuse16 = ContextAttention(d, d, h.num_heads, h.dropout)
+        self.spatial = nn.ModuleList(SpatialAttention(d, h.num_heads, h.dropout) for _ in range(h.spatial_layers))
         self.up16 = nn.Conv2d(d, fd, 1)
         self.fuse8 = ContextAttention(fd, d, h.num_heads, h.dropout, ffn=False) if h.fuse_fine else None
         self.embed8 = nn.Sequential(nn.GroupNorm(8, fd), nn.Conv2d(fd, fd, 3, padding=1, groups=fd), nn.GELU(),
@@ -187,6 +220,11 @@ class LiteEEMC(nn.Module):
         self.kernel_attn = ContextAttention(d, d, h.num_heads, h.dropout)
         self.kernel_out = nn.Linear(d, fd + 1)
         self.presence = _mlp(d + 2, d, 1) if h.presence else None
+        self.refine = GuidedRefinement(fd, h.refine_width) if h.refine else None
+        self.spatial_prior = nn.Linear(d, 5) if h.spatial_prior else None
+        if self.spatial_prior is not None:
+            nn.init.zeros_(self.spatial_prior.weight)
+            nn.init.zeros_(self.spatial_prior.bias)
         self.target_seconds = nn.Linear(d, 1)
 
     @property
@@ -232,8 +270,9 @@ class LiteEEMC(nn.Module):
 
     @torch.no_grad()
     def backbone_maps(self, pixel_values: Tensor) -> dict[str, Tensor]:
-        """``{"s8": [N, 40, g8, g8], "s16": [N, 112, g16, g16]}`` of ``[N, 3, S, S]`` normalised frames
-        (what the feature cache stores, see :mod:`refavs.features.visual`), computed by an
+        """``{"s8": [N, 40, g8, g8], "s16": [N, 112, g16, g16], "rgb4": [N, 3, g4, g4]}`` of ``[N, 3, S, S]``
+        normalised frames (what the feature cache stores, see :mod:`refavs.features.visual`; ``rgb4``
+        is the refinement's guide, :func:`refavs.models.refine.guide_map`), computed by an
         inference copy of the frozen backbone with its batch norms folded in (about 3x faster on
         a CPU; made once, on first use, on the frames' device)."""
         from refavs.models.backbones.efficientnet_lite import fused_for_inference
@@ -242,6 +281,7 @@ class LiteEEMC(nn.Module):
         if fused is None or next(fused.parameters()).device != pixel_values.device:
             fused = self.__dict__["_fused_backbone"] = fused_for_inference(self.backbone.to(pixel_values.device))
         maps = fused.forward_features(pixel_values.contiguous(memory_format=torch.channels_last), up_to="s16")
+        maps[GUIDE] = guide_map(pixel_values)
         return {name: m.contiguous() for name, m in maps.items()}
 
     def forward(self, pixel_values: Tensor | ClipBatch | None = None, audio: Tensor | None = None,
@@ -259,8 +299,9 @@ class LiteEEMC(nn.Module):
             clips: the B clip ids, or None. Expressions of one clip share its frames and audio,
                 so what does not depend on the expression (the stride-16 path up to the fusion,
                 the sounding maps, the stride-8 projection) runs once per clip: the same result.
-            visual: cached backbone maps ``{"s8": [B, T, 40, g8, g8], "s16": [B, T, 112, g16, g16]}``;
-                when given, ``pixel_values`` may be None.
+            visual: cached backbone maps ``{"s8": [B, T, 40, g8, g8], "s16": [B, T, 112, g16, g16]}``,
+                and ``"rgb4": [B, T, 3, g4, g4]`` with ``head.refine``; when given, ``pixel_values``
+                may be None.
             sounding: ``[B, T, s, s]`` sounding-object targets (Synth), or None.
             target_seconds: ``[B, T]`` whether the target sounds in second t (Synth), or None.
             sound_ranks: ``[B, T, 2, s, s]`` level and pitch ranks of the sounding objects (Synth;
@@ -317,6 +358,8 @@ class LiteEEMC(nn.Module):
         n = b * k
 
         x16 = self.fuse16(v16.flatten(0, 1), context, pad)  # [n, P, D]
+        for layer in self.spatial:
+            x16 = layer(x16)
         g16 = math.isqrt(x16.shape[1])
         up = F.interpolate(self.up16(x16.transpose(1, 2).reshape(n, d, g16, g16)), size=(g8, g8), mode="bilinear",
                            align_corners=False)
@@ -331,12 +374,18 @@ class LiteEEMC(nn.Module):
         kernel = self.kernel_out(kernel_state)  # [n, Df + 1]
         fd = emb.shape[1]
         logits = torch.einsum("nchw,nc->nhw", emb, kernel[:, :fd]) / math.sqrt(fd) + kernel[:, fd:, None]
+        if self.spatial_prior is not None:  # where the sentence says, as a smooth bias over the frame
+            basis = spatial_basis(g8, g8, logits.device, logits.dtype)
+            logits = logits + torch.einsum("nk,khw->nhw", self.spatial_prior(kernel_state), basis)
         presence = None
         if self.presence is not None:
             flat = logits.flatten(1)
             summary = torch.stack([flat.amax(1), torch.logsumexp(flat, 1) - math.log(flat.shape[1])], 1)
             presence = self.presence(torch.cat([kernel_state, summary], 1)).reshape(b, k)
-        coarse = logits.reshape(b, k, g8, g8)
+        if self.refine is not None:  # stride 4, guided by the frame
+            guide = maps[GUIDE].flatten(0, 1)[(torch.arange(b, device=frames.device)[:, None] * t + frames).flatten()]
+            logits = self.refine(logits, emb, guide)
+        coarse = logits.reshape(b, k, *logits.shape[-2:])
         final = coarse if presence is None else gated_product_logits(coarse, presence)
         mask_logits = F.interpolate(final, size=(cfg.mask_size, cfg.mask_size), mode="bilinear", align_corners=False)
         out = LiteOutput(mask_logits=mask_logits, presence_logits=presence, sounding_logits=sounding_logits,
@@ -447,14 +496,13 @@ class LiteEEMC(nn.Module):
             raise ValueError(f"text must be [B={b}, L={c.text_tokens}, Dt={c.text_dim}] (inputs.text_tokens, "
                              f"inputs.text_dim), got {tuple(text.shape)}; are the features of preset "
                              f"{c.feature_preset!r}?")
-        from refavs.models.backbones.efficientnet_lite import FEATURE_CHANNELS
-
-        for name, grid in c.backbone.grids.items():
-            want = (b, t, FEATURE_CHANNELS[name], grid, grid)
+        for name, shape in c.visual_maps.items():
+            want = (b, t, *shape)
             if name not in maps or tuple(maps[name].shape) != want:
                 got = tuple(maps[name].shape) if name in maps else "missing"
-                raise ValueError(f"backbone map {name} must be {list(want)} for backbone.image_size="
-                                 f"{c.backbone.image_size}, got {got}")
+                why = (" (the guide of head.refine; a feature cache made before it?)" if name == GUIDE else
+                       f" for backbone.image_size={c.backbone.image_size}")
+                raise ValueError(f"map {name} must be {list(want)}{why}, got {got}")
         if text_mask is not None and tuple(text_mask.shape) != tuple(text.shape[:2]):
             raise ValueError(f"text_mask must be [B, L] = {tuple(text.shape[:2])}, got {tuple(text_mask.shape)}")
         if masks is not None and tuple(masks.shape) != (b, t, c.mask_size, c.mask_size):

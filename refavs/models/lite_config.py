@@ -81,9 +81,24 @@ class LiteHeadConfig:
             object at each position sounds, ranked among the clip's sounding objects (from that
             second's audio and the clip's mean audio), fed in the same way, and trained against
             Synth's sound ranks. Off: it did not raise val J (docs/experiments.md).
-        fuse_fine: a second dense fusion (pixels attend to text and audio) at stride 8.
+        spatial_layers: self-attention layers among the stride-16 positions of a frame after the
+            dense fusion, so that a pixel that has read the sentence sees its surroundings
+            (relations, comparisons). 0 (configs saved before it existed); 1 in the ``lite``
+            named config.
+        spatial_prior: add to the mask logits a smooth function of the position (x, y, x^2, y^2,
+            xy) whose coefficients come from the frame's kernel state, so that "on the left" or
+            "in the centre" can act on the whole frame at once. False (configs saved before it
+            existed); on in the ``lite`` named config.
+        fuse_fine: a second dense fusion (pixels attend to text and audio) at stride 8. Off since
+            the spatial layer and the refinement came: without it val J was as high and a
+            training step cheaper (docs/experiments.md).
         presence: a presence score per frame that empties the mask of a frame (and of a null
             expression) where the target is judged absent.
+        refine: sharpen the stride-8 mask at stride 4 with the frame itself as a guide
+            (:mod:`refavs.models.refine`; the feature cache keeps the frame at stride 4, ``rgb4``).
+            On in the ``lite`` named config; False here so that configs saved before it existed
+            load as they were.
+        refine_width: channels of the refinement's convolutions.
         dropout: dropout in the feed-forward blocks (training only).
         memory_beta: beta of the cached-memory cue.
     """
@@ -97,8 +112,12 @@ class LiteHeadConfig:
     audio_offsets: bool = True
     sounding_map: bool = True
     rank_maps: bool = False
-    fuse_fine: bool = True
+    spatial_layers: int = 0
+    spatial_prior: bool = False
+    fuse_fine: bool = False
     presence: bool = True
+    refine: bool = False
+    refine_width: int = 16
     dropout: float = 0.1
     memory_beta: float = 1.0
 
@@ -132,7 +151,7 @@ class LiteLossConfig:
     rank_weight: float = 0.5
     null_mask_loss: bool = True
     target_seconds_weight: float = 0.2
-    frames_per_clip: int = 4
+    frames_per_clip: int = 3
 
 
 @dataclass(frozen=True)
@@ -168,12 +187,29 @@ class LiteConfig:
                 problems.append(f"loss.{f.name} must be >= 0")
         if not 0 <= self.loss.frames_per_clip <= self.inputs.num_frames:
             problems.append(f"loss.frames_per_clip must be 0..{self.inputs.num_frames}")
+        if self.head.spatial_layers < 0:
+            problems.append(f"head.spatial_layers must be >= 0, got {self.head.spatial_layers}")
+        if self.head.refine_width < 1:
+            problems.append(f"head.refine_width must be >= 1, got {self.head.refine_width}")
         if not 0 <= self.head.dropout < 1:
             problems.append(f"head.dropout must be in [0, 1), got {self.head.dropout}")
         if self.architecture != "lite":
             problems.append(f"architecture must be 'lite', got {self.architecture!r}")
         if problems:
             raise ValueError(f"invalid lite config {self.name!r}: " + "; ".join(problems))
+
+    @property
+    def visual_maps(self) -> dict[str, tuple[int, int, int]]:
+        """``{name: (channels, g, g)}`` of every per-frame map the model reads from the feature
+        cache: the backbone's ``s8`` and ``s16``, and the guide ``rgb4`` with ``head.refine``."""
+        from refavs.models.backbones.efficientnet_lite import FEATURE_CHANNELS
+        from refavs.models.refine import GUIDE, GUIDE_CHANNELS, GUIDE_STRIDE
+
+        out = {name: (FEATURE_CHANNELS[name], grid, grid) for name, grid in self.backbone.grids.items()}
+        if self.head.refine:
+            g4 = self.backbone.image_size // GUIDE_STRIDE
+            out[GUIDE] = (GUIDE_CHANNELS, g4, g4)
+        return out
 
     # the names every model config answers (see refavs.models.config.feature_mismatches)
     @property
@@ -205,5 +241,7 @@ class LiteConfig:
 
 
 def lite_config() -> LiteConfig:
-    """The ``lite`` named configuration."""
-    return LiteConfig()
+    """The ``lite`` named configuration: the dataclass defaults, with the parts added after the
+    first checkpoints were saved switched on (the refinement, one spatial layer, the spatial prior;
+    chosen on val, docs/experiments.md)."""
+    return LiteConfig(head=LiteHeadConfig(refine=True, spatial_layers=1, spatial_prior=True))
