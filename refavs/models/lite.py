@@ -14,13 +14,16 @@ a CPU in minutes:
    per position, join the pixel features: "keeps / stops / starts sounding" become readable.
 3. **Dense fusion.** Every pixel of frame t attends to the context of frame t: the text tokens
    and the ten audio tokens, each carrying its second and its offset from t (LAVT's
-   pixel-word attention, extended to sound), at stride 16 and again at stride 8. At stride 16
-   the positions of a frame then attend to each other (``head.spatial_layers``), so a pixel
-   that has read the sentence sees its surroundings ("left of the purple diamond").
+   pixel-word attention, extended to sound), at stride 16 (and, with ``head.fuse_fine``, again
+   at stride 8). At stride 16 the positions of a frame then attend to each other
+   (``head.spatial_layers``), so a pixel that has read the sentence sees its surroundings
+   ("left of the purple diamond").
 4. **Kernel read-out.** A query made from the sentence attends to the same context and becomes
    the frame's kernel; the mask logit of a pixel is its embedding's dot product with the kernel
    (as CRIS). A presence score per frame, from the kernel and the best match, gates the mask,
-   so a frame without the target, and a null expression, gets an empty mask.
+   so a frame without the target, and a null expression, gets an empty mask. With
+   ``head.spatial_prior`` the kernel state also sets a smooth bias over the frame (x, y, x^2,
+   y^2, xy): "on the left" acts on the whole frame at once.
 5. **Refinement** (``head.refine``): the stride-8 mask is refined at stride 4 with the frame
    itself as a guide (:mod:`refavs.models.refine`), so the edges of small objects fall in place.
 """
