@@ -31,8 +31,10 @@ def test_train_benchmark_lite_trains_on_cached_maps(capsys):
     batch = bench.make_lite_batch(config, 2)
     assert batch.pixel_values is None and batch.clips == ["clip0", "clip1"]
     g8, g16 = config.backbone.grids["s8"], config.backbone.grids["s16"]
+    g4 = config.backbone.image_size // 4  # the refinement's guide: the frame at stride 4
     assert {k: tuple(v.shape) for k, v in batch.visual.items()} == {"s8": (2, 10, 40, g8, g8),
-                                                                     "s16": (2, 10, 112, g16, g16)}
+                                                                     "s16": (2, 10, 112, g16, g16),
+                                                                     "rgb4": (2, 10, 3, g4, g4)}
     assert tuple(batch.sounding.shape) == (2, 10, 48, 48) and tuple(batch.target_seconds.shape) == (2, 10)
     assert bench.default_batch("lite") == 12 and bench.default_batch("tiny") == 2
 
