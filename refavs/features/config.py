@@ -203,6 +203,10 @@ class ImageConfig:
     std: tuple[float, float, float] = IMAGENET_STD
 
 
+VISUAL_MAPS: tuple[str, ...] = ("s8", "s16", "rgb4")
+"""The per-frame maps a preset may cache (see :class:`VisualFeatureConfig`)."""
+
+
 @dataclass(frozen=True)
 class VisualFeatureConfig:
     """The frozen image backbone whose maps are cached per frame (the ``lite`` model's eyes).
@@ -221,14 +225,14 @@ class VisualFeatureConfig:
     """
 
     backbone: Literal["efficientnet_lite0"] = "efficientnet_lite0"
-    maps: tuple[str, ...] = ("s8", "s16", "rgb4")
+    maps: tuple[str, ...] = VISUAL_MAPS
     dtype: Literal["float32", "float16", "uint8"] = "uint8"
     batch_size: int = 10
 
     def __post_init__(self) -> None:
-        unknown = [m for m in self.maps if m not in ("s8", "s16", "rgb4")]
+        unknown = [m for m in self.maps if m not in VISUAL_MAPS]
         if unknown or not self.maps:
-            raise ValueError(f"visual maps must be a non-empty subset of s8, s16, rgb4; got {self.maps}")
+            raise ValueError(f"visual maps must be a non-empty subset of {', '.join(VISUAL_MAPS)}; got {self.maps}")
         if self.dtype not in ("float32", "float16", "uint8"):
             raise ValueError(f"visual dtype must be 'float32', 'float16' or 'uint8', got {self.dtype!r}")
 

@@ -118,7 +118,8 @@ def gated_product_logits(mask_logits: Tensor, presence_logits: Tensor) -> Tensor
 class ContextAttention(nn.Module):
     """Pixels attend to context tokens (pre-norm, gated residual), then a feed-forward block.
 
-    ``x [N, P, D]`` attends to ``context [N, C, Dc]`` with ``pad [N, C]`` True at ignored tokens.
+    ``x [N, P, D]`` attends to ``context [N, C, Dc]`` with ``pad [N, C]`` True at ignored tokens;
+    without a context, to itself (the normalised ``x``; ``context_dim`` must then be ``dim``).
     """
 
     def __init__(self, dim: int, context_dim: int, heads: int, dropout: float, ffn: bool = True):
@@ -129,30 +130,12 @@ class ContextAttention(nn.Module):
         self.ffn = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, 2 * dim), nn.GELU(), nn.Dropout(dropout),
                                  nn.Linear(2 * dim, dim)) if ffn else None
 
-    def forward(self, x: Tensor, context: Tensor, pad: Tensor | None) -> Tensor:
-        attended, _ = self.attn(self.norm(x), context, context, key_padding_mask=pad, need_weights=False)
+    def forward(self, x: Tensor, context: Tensor | None = None, pad: Tensor | None = None) -> Tensor:
+        normed = self.norm(x)
+        context = normed if context is None else context
+        attended, _ = self.attn(normed, context, context, key_padding_mask=pad, need_weights=False)
         x = x + self.gate * attended
         return x if self.ffn is None else x + self.ffn(x)
-
-
-class SpatialAttention(nn.Module):
-    """The positions of one frame attend to each other (pre-norm self-attention with a gated
-    residual, then a feed-forward block), ``x [N, P, D]``: after the text has reached every pixel,
-    a pixel can see what is around it ("left of the purple diamond", "the larger of the two")."""
-
-    def __init__(self, dim: int, heads: int, dropout: float):
-        super().__init__()
-        self.norm = nn.LayerNorm(dim)
-        self.attn = nn.MultiheadAttention(dim, heads, batch_first=True)
-        self.gate = nn.Parameter(torch.ones(dim))
-        self.ffn = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, 2 * dim), nn.GELU(), nn.Dropout(dropout),
-                                 nn.Linear(2 * dim, dim))
-
-    def forward(self, x: Tensor) -> Tensor:
-        normed = self.norm(x)
-        attended, _ = self.attn(normed, normed, normed, need_weights=False)
-        x = x + self.gate * attended
-        return x + self.ffn(x)
 
 
 class TemporalAttention(nn.Module):
@@ -214,7 +197,8 @@ class LiteEEMC(nn.Module):
             self.rank_kernel = _mlp(2 * d, 2 * d, 2 * (d + 1)) if h.rank_maps else None
             self.sound_feed = nn.Conv2d(self._sound_channels * (t + 1), d, 1)
         self.fuse16 = ContextAttention(d, d, h.num_heads, h.dropout)
-        self.spatial = nn.ModuleList(SpatialAttention(d, h.num_heads, h.dropout) for _ in range(h.spatial_layers))
+        # the positions of a frame attend to each other once the sentence has reached them
+        self.spatial = nn.ModuleList(ContextAttention(d, d, h.num_heads, h.dropout) for _ in range(h.spatial_layers))
         self.up16 = nn.Conv2d(d, fd, 1)
         self.fuse8 = ContextAttention(fd, d, h.num_heads, h.dropout, ffn=False) if h.fuse_fine else None
         self.embed8 = nn.Sequential(nn.GroupNorm(8, fd), nn.Conv2d(fd, fd, 3, padding=1, groups=fd), nn.GELU(),
@@ -347,16 +331,18 @@ class LiteEEMC(nn.Module):
         # null expressions (no target in any frame), found only when they are to skip the mask loss
         null_rows = None if masks is None or cfg.loss.null_mask_loss else masks.flatten(1).amax(1) == 0
         frames = self._training_frames(b, t, masks, audio.device)  # [B, k] frames the fine path sees
-        if frames is None:
+        subset = frames is not None
+        if not subset:
             frames = torch.arange(t, device=audio.device).expand(b, t)
-        else:
-            batch_index = torch.arange(b, device=frames.device)[:, None]
-            rows = (frames + batch_index * t).flatten()
+        batch_index = torch.arange(b, device=frames.device)[:, None]
+        rows = (frames + batch_index * t).flatten()  # the (expression, frame) rows the fine path sees
+        if subset:
             v16 = v16[batch_index, frames]
             context, pad = context[rows], pad[rows]
             masks = masks[batch_index, frames]
             target_seconds = None if target_seconds is None else target_seconds.gather(1, frames)
         x8 = p8[(owner[:, None] * t + frames).flatten()]  # [n, Df, g8, g8]
+        guide = None if self.refine is None else maps[GUIDE].flatten(0, 1)[rows]  # [n, 3, g4, g4]
         k = v16.shape[1]
         n = b * k
 
@@ -386,7 +372,6 @@ class LiteEEMC(nn.Module):
             summary = torch.stack([flat.amax(1), torch.logsumexp(flat, 1) - math.log(flat.shape[1])], 1)
             presence = self.presence(torch.cat([kernel_state, summary], 1)).reshape(b, k)
         if self.refine is not None:  # stride 4, guided by the frame
-            guide = maps[GUIDE].flatten(0, 1)[(torch.arange(b, device=frames.device)[:, None] * t + frames).flatten()]
             logits = self.refine(logits, emb, guide)
         coarse = logits.reshape(b, k, *logits.shape[-2:])
         final = coarse if presence is None else gated_product_logits(coarse, presence)
