@@ -5,9 +5,15 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from PIL import Image
 
 from refavs.cli import main
+from refavs.data.metadata import read_metadata
+
+
+def report_uid(out, split: str) -> str:
+    return read_metadata(out / "data", [split])[0].uid
 
 
 def test_demo_end_to_end_and_rerun(tmp_path, capsys):
@@ -35,10 +41,20 @@ def test_demo_end_to_end_and_rerun(tmp_path, capsys):
     with Image.open(out / "predictions.png") as img:
         assert img.width > 300 and img.height > 300
     assert (out / "report.md").read_text().startswith("# refavs demo")
+    pred = out / "predictions" / "eemc"
+    assert (pred / report_uid(out, "test_s")).is_dir() and not (pred / report_uid(out, "val")).exists()
     # a second run reuses the data, the features and the finished run
     assert main(args) == 0
     again = capsys.readouterr().out
     assert "reusing Ref-AVS Synth" in again and "resuming lite EEMC" in again
+    # the first run took val's scores from training, the rerun (nothing left to train) scored val
+    # itself: the same checkpoint, the same numbers (up to the 8-bit rounding of the saved
+    # probabilities, which the rerun scores and training did not)
+    rescored = json.loads((out / "report.json").read_text())["splits"]["val"]
+    first = report["splits"]["val"]
+    assert rescored["n_expressions"] == first["n_expressions"] > 0
+    for key in ("J", "F"):
+        assert rescored[key] == pytest.approx(first[key], abs=1e-3)
 
 
 def test_demo_trains_eemc_tiny_on_request(tmp_path, capsys):

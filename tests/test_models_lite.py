@@ -267,3 +267,19 @@ def test_refinement_needs_its_guide_map(model):
     with pytest.raises(ValueError, match="rgb4"):
         refined(**x)
 
+
+
+def test_the_kernel_reads_the_frame_only_when_asked():
+    """``head.kernel_reads_frame``: the kernel (and so the presence score) depends on the frame's
+    fused positions; without it the kernel is a function of the sentence and the audio alone."""
+    x = inputs(small_config())
+    other = {**x, "visual": {k: (v + torch.randn_like(v) if k == "s16" else v) for k, v in x["visual"].items()}}
+    for reads, changes in ((False, False), (True, True)):
+        torch.manual_seed(0)
+        model = build_model(small_config(f"head.kernel_reads_frame={str(reads).lower()}"), load_pretrained=False).eval()
+        assert (model.kernel_frame is not None) == reads
+        states = []
+        hook = model.kernel_out.register_forward_hook(lambda mod, args, out: states.append(args[0]))
+        model(**x), model(**other)
+        hook.remove()
+        assert (states[0] - states[1]).abs().max() > 1e-4 if changes else torch.equal(states[0], states[1])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import dataclasses
 import hashlib
 import io
 import json
@@ -382,6 +383,28 @@ def test_same_seed_gives_identical_files_whatever_the_workers(tmp_path):
     assert info["seed"] == 3 and info["preset"]["name"] == "tiny" and info["version"]
     assert {s: v["clips"] for s, v in info["counts"].items()} == dict(preset.clips)
     assert sum(v["expressions"] for v in info["counts"].values()) == len(read_metadata(tmp_path / "a"))
+
+
+def test_more_train_expressions_leave_the_other_splits_as_they_were(tmp_path):
+    preset = PRESETS["tiny"].with_counts(train=3, val=2, test_s=2, test_u=0, test_n=2)
+    more = dataclasses.replace(preset, train_expressions_per_clip=4)
+    assert more.expressions_for("train") == 4 and more.expressions_for("val") == preset.expressions_per_clip
+    generate(tmp_path / "a", seed=5, preset=preset, workers=1)
+    generate(tmp_path / "b", seed=5, preset=more, workers=1)
+    a, b = read_metadata(tmp_path / "a"), read_metadata(tmp_path / "b")
+    train_a = [e for e in a if e.split == "train"]
+    train_b = [e for e in b if e.split == "train"]
+    assert len(train_b) > len(train_a) and len(train_b) <= 4 * 3
+    assert [(e.uid, e.exp) for e in a if e.split != "train"] == [(e.uid, e.exp) for e in b if e.split != "train"]
+    for folder in ("media", "gt_mask"):
+        files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a" / folder).rglob("*") if p.is_file())
+        assert files and all((tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes() for f in files)
+    # same name, other counts: not the same generation (the main job regenerates rather than reuse it)
+    assert is_generation(tmp_path / "b", seed=5, preset=more) and not is_generation(tmp_path / "b", seed=5, preset=preset)
+    with pytest.raises(ValueError, match="train_expressions_per_clip"):
+        dataclasses.replace(preset, train_expressions_per_clip=0)
+    with pytest.raises(ValueError, match="train_needs_audio_share"):
+        dataclasses.replace(preset, train_needs_audio_share=1.5)
 
 
 def test_preset_and_size_validation():

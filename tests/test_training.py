@@ -69,6 +69,24 @@ def test_rank_batches_keep_the_expressions_of_a_clip_together():
         rank_batches(7, 3, 1, 2, groups=[[0, 1], [2]])
 
 
+def test_rank_batches_take_a_few_expressions_of_each_clip_a_new_choice_each_epoch():
+    groups = [list(range(6 * c, 6 * c + 6)) for c in range(5)] + [[30, 31]]  # 5 clips of 6, one of 2
+    epochs = [rank_batches(32, seed=1, epoch=e, batch_size=3, groups=groups, per_group=3) for e in range(4)]
+    for batches in epochs:
+        seen = [i for b in batches for i in b]
+        assert len(batches) == 6 and len(seen) == 18 and len(set(seen)) == 17  # 3 + 3 + 3 + 3 + 3 + 2, padded by 1
+        for g in groups:
+            taken = [i for i in seen if i in g]
+            assert len(set(taken)) == min(3, len(g))
+            first = seen.index(taken[0])
+            assert seen[first:first + len(set(taken))] == sorted(set(taken))  # together, in order
+    assert len({tuple(i for b in batches for i in b) for batches in epochs}) == 4  # another choice each epoch
+    assert epochs[1] == rank_batches(32, seed=1, epoch=1, batch_size=3, groups=groups, per_group=3)  # resumable
+    assert rank_batches(32, 1, 0, 3, groups=groups, per_group=6) == rank_batches(32, 1, 0, 3, groups=groups)
+    with pytest.raises(ValueError, match="per_group"):
+        rank_batches(32, 1, 0, 3, groups=groups, per_group=0)
+
+
 def test_train_reports_an_unloadable_segmenter_checkpoint_in_one_line(toy_with_features, tmp_path, capsys):
     run = tmp_path / "run"
     status = main(["train", "--data-dir", str(toy_with_features), "--out", str(run), "max_steps=2", *FAST,
@@ -232,3 +250,31 @@ def test_expression_signal_diagnostic(toy_with_features, capsys):
     assert all(v >= 0 for v in result["stages"].values())
     with pytest.raises(SystemExit):                      # test_n has one expression per clip: no pair
         module.main(["--data-dir", str(toy_with_features), "--split", "test_n"])
+
+
+def test_twin_ambiguous_rows_can_be_left_out_of_training_on_synth_only(tmp_path):
+    from refavs.data.metadata import read_metadata
+    from refavs.synth.generate import generate, read_scenes
+    from refavs.synth.presets import PRESETS
+    from refavs.synth.stats import twin_ambiguous
+    from refavs.training.config import get_train_config
+    from refavs.training.trainer import _without_twin_ambiguous
+
+    data = tmp_path / "synth"
+    generate(data, seed=2, preset=PRESETS["small"].with_counts(train=40, val=0, test_s=0, test_u=0, test_n=0),
+             workers=1)
+    rows = read_metadata(data, ["train"])
+    twins = {e["uid"] for s in read_scenes(data) for e in s["expressions"] if twin_ambiguous(s, e)}
+    assert twins and len(twins) < len(rows)
+    logs: list[str] = []
+    on = get_train_config("lite")
+    assert on.drop_twin_ambiguous  # the lite recipe's
+    kept = _without_twin_ambiguous(data, rows, on, logs.append)
+    assert [r.uid for r in kept] == [r.uid for r in rows if r.uid not in twins]
+    assert f"{len(twins)} twin-ambiguous" in logs[0]
+    off = get_train_config("lite", ["drop_twin_ambiguous=false"])
+    assert _without_twin_ambiguous(data, rows, off, logs.append) == rows
+    toy = tmp_path / "toy"
+    toy_rows = build_toy_dataset(toy)
+    assert _without_twin_ambiguous(toy, toy_rows, on, logs.append) == toy_rows  # the real layout: no scenes
+    assert "ignored" in logs[-1]

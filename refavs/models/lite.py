@@ -205,6 +205,7 @@ class LiteEEMC(nn.Module):
                                     nn.Conv2d(fd, fd, 1))
         self.query = nn.Parameter(torch.zeros(d))
         self.kernel_attn = ContextAttention(d, d, h.num_heads, h.dropout)
+        self.kernel_frame = ContextAttention(d, d, h.num_heads, h.dropout) if h.kernel_reads_frame else None
         self.kernel_out = nn.Linear(d, fd + 1)
         self.presence = _mlp(d + 2, d, 1) if h.presence else None
         self.refine = GuidedRefinement(fd, h.refine_width) if h.refine else None
@@ -359,7 +360,10 @@ class LiteEEMC(nn.Module):
 
         sentence = (words * text_mask[..., None]).sum(1) / text_mask.sum(1, keepdim=True).clamp(min=1)  # [B, D]
         query = (self.query + sentence)[:, None].expand(b, k, d).reshape(n, 1, d)  # one per frame
-        kernel_state = self.kernel_attn(query, context, pad)[:, 0]  # [n, D]
+        kernel_state = self.kernel_attn(query, context, pad)  # [n, 1, D]
+        if self.kernel_frame is not None:  # then looks at the frame's candidates
+            kernel_state = self.kernel_frame(kernel_state, x16)
+        kernel_state = kernel_state[:, 0]  # [n, D]
         kernel = self.kernel_out(kernel_state)  # [n, Df + 1]
         fd = emb.shape[1]
         logits = torch.einsum("nchw,nc->nhw", emb, kernel[:, :fd]) / math.sqrt(fd) + kernel[:, fd:, None]

@@ -89,6 +89,10 @@ class LiteHeadConfig:
             xy) whose coefficients come from the frame's kernel state, so that "on the left" or
             "in the centre" can act on the whole frame at once. False (configs saved before it
             existed); on in the ``lite`` named config.
+        kernel_reads_frame: after reading the sentence and the audio, the kernel's query attends
+            to the frame's fused stride-16 positions, so the kernel and the presence score see
+            which candidates the frame holds (without it they see the frame only through the
+            best match's score). False (configs saved before it existed).
         fuse_fine: a second dense fusion (pixels attend to text and audio) at stride 8. Off since
             the spatial layer and the refinement came: without it val J was as high and a
             training step cheaper (docs/experiments.md).
@@ -114,6 +118,7 @@ class LiteHeadConfig:
     rank_maps: bool = False
     spatial_layers: int = 0
     spatial_prior: bool = False
+    kernel_reads_frame: bool = False
     fuse_fine: bool = False
     presence: bool = True
     refine: bool = False

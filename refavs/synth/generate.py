@@ -156,7 +156,8 @@ def make_clip(task: ClipTask) -> ClipResult:
             break
     else:
         raise RuntimeError(f"{vid}: no scene allowing an expression in {MAX_SCENE_TRIES} tries")
-    chosen = choose(rng, options, preset.expressions_per_clip, preset.needs_audio_share, preset.relation_weight)
+    chosen = choose(rng, options, preset.expressions_for(split), preset.needs_audio_share_for(split),
+                    preset.relation_weight)
 
     folder = null_folder(vid) if null else vid
     clip = render_clip(scene)
@@ -352,13 +353,14 @@ def read_scenes(root: str | Path) -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
-def is_generation(root: str | Path, seed: int, preset: str, size: int | None = None) -> bool:
-    """True when ``root`` holds a finished run of this generator version with these options."""
+def is_generation(root: str | Path, seed: int, preset: str | SynthPreset, size: int | None = None) -> bool:
+    """True when ``root`` holds a finished run of this generator version with these options (the
+    whole preset, not only its name: a preset whose counts changed is generated anew)."""
     try:
         info = read_synth_info(root)
     except (FileNotFoundError, ValueError):
         return False
     spec = get_preset(preset)
     return (info.get("version") == GENERATOR_VERSION and info.get("seed") == seed
-            and info.get("preset", {}).get("name") == spec.name
+            and info.get("preset") == json.loads(json.dumps(spec.to_dict()))  # tuples read back as lists
             and info.get("size") == (spec.size if size is None else size))

@@ -76,6 +76,10 @@ class SynthPreset:
         name: the preset's name (recorded in synth.json).
         clips: clips per split (every split of :data:`refavs.data.layout.SPLITS`; missing ones get 0).
         expressions_per_clip: expressions written per clip (fewer when a clip allows fewer).
+        train_expressions_per_clip: the same for the train split alone (None: ``expressions_per_clip``);
+            each clip draws from its own generator, so the other splits stay as they are.
+        train_needs_audio_share: ``needs_audio_share`` for the train split alone (None: the same),
+            e.g. to keep the share of rows that need the audio when a train clip gets more slots.
         size: default frame side in pixels (``--size`` overrides it).
         needs_audio_share: chance that an expression slot after the first asks for an
             expression that cannot be resolved without listening (the first slot always asks).
@@ -87,6 +91,8 @@ class SynthPreset:
     name: str
     clips: Mapping[str, int]
     expressions_per_clip: int = 2
+    train_expressions_per_clip: int | None = None
+    train_needs_audio_share: float | None = None
     size: int = 96
     needs_audio_share: float = 0.35
     relation_weight: float = 2.0
@@ -102,7 +108,26 @@ class SynthPreset:
         object.__setattr__(self, "clips", {s: int(clips.get(s, 0)) for s in SPLITS})
         if self.expressions_per_clip < 1:
             raise ValueError(f"preset {self.name}: expressions_per_clip must be at least 1")
+        shares = [("needs_audio_share", self.needs_audio_share),
+                  ("train_needs_audio_share", self.train_needs_audio_share)]
+        for key, share in shares:
+            if share is not None and not 0.0 <= share <= 1.0:
+                raise ValueError(f"preset {self.name}: {key} must be within [0, 1], got {share}")
+        if self.train_expressions_per_clip is not None and self.train_expressions_per_clip < 1:
+            raise ValueError(f"preset {self.name}: train_expressions_per_clip must be at least 1 (or None)")
         check_size(self.size)
+
+    def expressions_for(self, split: str) -> int:
+        """Expressions to write per clip of ``split``."""
+        if split == "train" and self.train_expressions_per_clip is not None:
+            return self.train_expressions_per_clip
+        return self.expressions_per_clip
+
+    def needs_audio_share_for(self, split: str) -> float:
+        """Chance that a slot after the first asks for a ``needs_audio`` meaning in ``split``."""
+        if split == "train" and self.train_needs_audio_share is not None:
+            return self.train_needs_audio_share
+        return self.needs_audio_share
 
     def with_counts(self, **clips: int) -> "SynthPreset":
         """A copy with some splits' clip counts replaced (e.g. ``with_counts(train=8)``)."""
@@ -110,6 +135,8 @@ class SynthPreset:
 
     def to_dict(self) -> dict:
         return {"name": self.name, "clips": dict(self.clips), "expressions_per_clip": self.expressions_per_clip,
+                "train_expressions_per_clip": self.train_expressions_per_clip,
+                "train_needs_audio_share": self.train_needs_audio_share,
                 "size": self.size, "needs_audio_share": self.needs_audio_share,
                 "relation_weight": self.relation_weight, "scene": self.scene.to_dict()}
 
@@ -127,12 +154,15 @@ PRESETS: dict[str, SynthPreset] = {
     "small": SynthPreset("small", {"train": 150, "val": 30, "test_s": 40, "test_u": 40, "test_n": 40},
                          expressions_per_clip=2, size=96),
     "medium": SynthPreset("medium", {"train": 1500, "val": 200, "test_s": 300, "test_u": 300, "test_n": 200},
-                          expressions_per_clip=3, size=128),
+                          expressions_per_clip=3, train_expressions_per_clip=6, train_needs_audio_share=0.5,
+                          size=128),
     "large": SynthPreset("large", {"train": 6000, "val": 600, "test_s": 1000, "test_u": 1000, "test_n": 600},
                          expressions_per_clip=3, size=128),
 }
 """Named presets: ``tiny`` for smoke tests (seconds), ``small`` trains a tiny model on a CPU in
-minutes, ``medium`` and ``large`` for longer runs."""
+minutes, ``medium`` and ``large`` for longer runs. ``medium`` (the main job's) writes 6 sentences
+per train clip (the ``lite`` recipe takes 3 of them per epoch, others each epoch), half of the
+slots after the first asking for the audio, as 3 slots at 0.35 do (docs/experiments.md)."""
 
 
 def get_preset(preset: str | SynthPreset) -> SynthPreset:

@@ -51,6 +51,14 @@ class TrainConfig:
             together, so a batch holds whole clips where its size allows and EEMC runs the
             pixel-level module once per clip (False: expressions in a seeded order, as the
             reference).
+        expressions_per_clip: with ``batch_by_clip``, train on at most this many expressions of
+            each clip per epoch, a seeded choice that changes from epoch to epoch (None: all). A
+            dataset that writes more expressions per clip than a step needs then gives each
+            epoch the same length and each batch as many clips, with more sentences over the run.
+        drop_twin_ambiguous: on Ref-AVS Synth, leave out the training expressions whose target has
+            a look-alike that mono audio cannot tell apart (:func:`refavs.synth.stats.twin_ambiguous`):
+            their mask marks one of two identical objects, a choice no input decides. Ignored, with
+            a log line, on data without ``scenes.jsonl``.
         null_negatives: on Ref-AVS Synth, add about this many null expressions per training
             expression: another clip's sentence that refers to nothing in the clip, with an
             empty target (:mod:`refavs.synth.negatives`). Ignored, with a log line, on data
@@ -78,6 +86,8 @@ class TrainConfig:
     log_every_steps: int = 10
     max_steps: int | None = None
     batch_by_clip: bool = False
+    expressions_per_clip: int | None = None
+    drop_twin_ambiguous: bool = False
     null_negatives: float = 0.0
 
     def __post_init__(self) -> None:
@@ -90,6 +100,8 @@ class TrainConfig:
             bad.append(f"max_steps={self.max_steps}")
         if self.warmup_steps < 0 or self.checkpoint_every_steps < 0 or self.num_workers < 0:
             bad.append("warmup_steps, checkpoint_every_steps and num_workers must be >= 0")
+        if self.expressions_per_clip is not None and self.expressions_per_clip < 1:
+            bad.append(f"expressions_per_clip={self.expressions_per_clip} (must be >= 1, or None for all)")
         if self.null_negatives < 0:
             bad.append(f"null_negatives={self.null_negatives} (must be >= 0)")
         if bad:
@@ -122,7 +134,7 @@ def _tiny() -> TrainConfig:
 def _lite() -> TrainConfig:
     return TrainConfig(name="lite", epochs=4, lr=1e-3, batch_size=12, eval_batch_size=16, scheduler="cosine",
                        warmup_steps=50, max_grad_norm=1.0, log_every_steps=20, batch_by_clip=True,
-                       weight_decay=0.05, val_every_epochs=2)
+                       weight_decay=0.05, val_every_epochs=2, expressions_per_clip=3, drop_twin_ambiguous=True)
 
 
 TRAIN_RECIPES = {"paper": _paper, "tiny": _tiny, "lite": _lite}

@@ -26,12 +26,14 @@ def epoch_order(num_items: int, seed: int, epoch: int) -> list[int]:
 
 
 def rank_batches(num_items: int, seed: int, epoch: int, batch_size: int, rank: int = 0, world_size: int = 1,
-                 groups: Sequence[Sequence[int]] | None = None) -> list[list[int]]:
+                 groups: Sequence[Sequence[int]] | None = None, per_group: int | None = None) -> list[list[int]]:
     """This rank's micro-batches of an epoch, in order (every rank gets the same number).
 
     Args:
         groups: optional partition of ``range(num_items)`` (e.g. the expressions of each clip);
             the epoch then visits the groups in a seeded order, each group's items together.
+        per_group: with ``groups``, take at most this many items of each group in an epoch, a
+            seeded choice that differs from epoch to epoch (None: all of them).
     """
     if num_items < 1:
         raise ValueError("the training split is empty")
@@ -40,11 +42,29 @@ def rank_batches(num_items: int, seed: int, epoch: int, batch_size: int, rank: i
     else:
         if sorted(i for g in groups for i in g) != list(range(num_items)):
             raise ValueError(f"groups must partition the {num_items} items")
+        if per_group is not None:
+            groups = subsample_groups(groups, per_group, seed, epoch)
         order = [i for g in epoch_order(len(groups), seed, epoch) for i in groups[g]]
     per_step = batch_size * world_size
-    total = -(-num_items // per_step) * per_step
-    padded = (order * (-(-total // num_items)))[:total]
+    total = -(-len(order) // per_step) * per_step
+    padded = (order * (-(-total // len(order))))[:total]
     return [padded[start + rank * batch_size: start + (rank + 1) * batch_size] for start in range(0, total, per_step)]
+
+
+def subsample_groups(groups: Sequence[Sequence[int]], per_group: int, seed: int, epoch: int) -> list[list[int]]:
+    """At most ``per_group`` items of each group, in their original order, chosen by a generator
+    that depends only on ``seed`` and ``epoch``."""
+    if per_group < 1:
+        raise ValueError(f"per_group must be at least 1, got {per_group}")
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch + 7_919)
+    picked = []
+    for group in groups:
+        if len(group) <= per_group:
+            picked.append(list(group))
+        else:
+            keep = sorted(torch.randperm(len(group), generator=generator)[:per_group].tolist())
+            picked.append([group[i] for i in keep])
+    return picked
 
 
 def clip_groups(clips: Sequence[str]) -> list[list[int]]:

@@ -18,11 +18,15 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from refavs.models.config import ModelConfig, model_config_from_dict
 from refavs.training.config import TrainConfig
+
+if TYPE_CHECKING:
+    from refavs.scoring.score import SplitScore
 
 RUN_FILE = "run.json"
 LOG_FILE = "log.jsonl"
@@ -42,6 +46,9 @@ class TrainResult:
         best_J: best validation J (None without a validation split).
         best: the best checkpoint (``RUN/best``), or the last one without validation.
         seconds: wall time of this call.
+        best_scores: the validation scores of ``best`` (J, F and per cue) when this call
+            evaluated it, so that a caller need not score the same checkpoint on the same split
+            again; None when ``best`` comes from before a resume, or without validation.
     """
 
     run_dir: Path
@@ -49,6 +56,7 @@ class TrainResult:
     best_J: float | None
     best: Path
     seconds: float
+    best_scores: SplitScore | None = None
 
 
 def build_optimizer(params: list[torch.nn.Parameter], cfg: TrainConfig) -> torch.optim.AdamW:
@@ -138,6 +146,23 @@ def _null_negatives(data_dir: Path, rows: list, cfg: TrainConfig, log) -> list:
     return negatives
 
 
+def _without_twin_ambiguous(data_dir: Path, rows: list, cfg: TrainConfig, log) -> list:
+    """``rows`` less those whose target has a look-alike that mono audio cannot tell apart
+    (``drop_twin_ambiguous``, Ref-AVS Synth only)."""
+    if not cfg.drop_twin_ambiguous:
+        return rows
+    from refavs.synth.generate import SCENES_FILE, read_scenes
+    from refavs.synth.stats import twin_ambiguous
+
+    if not (data_dir / SCENES_FILE).is_file():
+        log(f"drop_twin_ambiguous ignored: {data_dir} is not Ref-AVS Synth (no {SCENES_FILE})")
+        return rows
+    twins = {e["uid"] for scene in read_scenes(data_dir) for e in scene["expressions"] if twin_ambiguous(scene, e)}
+    kept = [r for r in rows if r.uid not in twins]
+    log(f"{len(rows) - len(kept)} twin-ambiguous training expressions left out, {len(kept)} kept")
+    return kept
+
+
 def train(model_config: ModelConfig, train_config: TrainConfig, data_dir: str | Path, run_dir: str | Path,
           resume: bool = False, device: str | None = None, cache_dir: str | Path | None = None,
           progress: bool = True, log=print) -> TrainResult:
@@ -199,12 +224,14 @@ def train(model_config: ModelConfig, train_config: TrainConfig, data_dir: str | 
         raise TrainingError(f"model config {model_config.name!r} trains no parameter (trainable.groups)")
     optimizer = build_optimizer(params, cfg)
 
-    train_rows = read_metadata(data_dir, ["train"])
+    train_rows = _without_twin_ambiguous(data_dir, read_metadata(data_dir, ["train"]), cfg,
+                                         log if env.is_main else lambda m: None)
     negatives = _null_negatives(data_dir, train_rows, cfg, log if env.is_main else lambda m: None)
     train_set = RefAVSDataset(data_dir, "train", store, image=features.image, expressions=train_rows + negatives)
     groups = clip_groups(train_set.clips) if cfg.batch_by_clip else None
+    per_group = cfg.expressions_per_clip if groups is not None else None
     steps_per_epoch = len(rank_batches(len(train_set), cfg.seed, 0, cfg.batch_size, env.rank,
-                                       env.world_size, groups)) // cfg.grad_accum_steps
+                                       env.world_size, groups, per_group)) // cfg.grad_accum_steps
     if steps_per_epoch < 1:
         raise TrainingError(f"grad_accum_steps={cfg.grad_accum_steps} exceeds the micro-batches of an epoch")
     total_steps = cfg.epochs * steps_per_epoch if cfg.max_steps is None else min(cfg.max_steps,
@@ -213,6 +240,7 @@ def train(model_config: ModelConfig, train_config: TrainConfig, data_dir: str | 
     scaler = torch.amp.GradScaler(env.device.type, enabled=cfg.mixed_precision == "fp16")
 
     epoch, step_in_epoch, global_step, best_j = 0, 0, 0, None
+    best_scores = None
     if state is not None:
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -259,7 +287,8 @@ def train(model_config: ModelConfig, train_config: TrainConfig, data_dir: str | 
 
     stop = global_step >= total_steps
     while epoch < cfg.epochs and not stop:
-        batches = rank_batches(len(train_set), cfg.seed, epoch, cfg.batch_size, env.rank, env.world_size, groups)
+        batches = rank_batches(len(train_set), cfg.seed, epoch, cfg.batch_size, env.rank, env.world_size, groups,
+                               per_group)
         batches = batches[: steps_per_epoch * cfg.grad_accum_steps][step_in_epoch * cfg.grad_accum_steps:]
         # its own generator: creating a loader must not draw from the global RNG (exact resume)
         loader = DataLoader(train_set, batch_sampler=batches, collate_fn=collate, num_workers=cfg.num_workers,
@@ -327,10 +356,13 @@ def train(model_config: ModelConfig, train_config: TrainConfig, data_dir: str | 
         improved = False
         if val_split and (stop or epoch % cfg.val_every_epochs == 0 or epoch == cfg.epochs):
             if env.is_main:
-                val = evaluate(model, data_dir, [val_split], store, features.image, batch_size=cfg.eval_batch_size,
-                               device=env.device, mixed_precision=cfg.mixed_precision).splits[val_split].result
+                scores = evaluate(model, data_dir, [val_split], store, features.image,
+                                  batch_size=cfg.eval_batch_size, device=env.device,
+                                  mixed_precision=cfg.mixed_precision).splits[val_split]
+                val = scores.result
                 improved = best_j is None or val.J > best_j
                 best_j = val.J if improved else best_j
+                best_scores = scores if improved else best_scores
                 _append_log(run_dir, {"step": global_step, "epoch": epoch, "val_split": val_split,
                                       "val_J": val.J, "val_F": val.F, "best_J": best_j})
                 if writer is not None:
@@ -346,4 +378,4 @@ def train(model_config: ModelConfig, train_config: TrainConfig, data_dir: str | 
     best = (run_dir / "best").resolve() if (run_dir / "best").exists() else (run_dir / "last").resolve()
     dist.teardown(env)
     return TrainResult(run_dir=run_dir, global_step=global_step, best_J=best_j, best=best,
-                       seconds=time.perf_counter() - start_time)
+                       seconds=time.perf_counter() - start_time, best_scores=best_scores)
