@@ -85,6 +85,10 @@ def test_rank_batches_take_a_few_expressions_of_each_clip_a_new_choice_each_epoc
     assert rank_batches(32, 1, 0, 3, groups=groups, per_group=6) == rank_batches(32, 1, 0, 3, groups=groups)
     with pytest.raises(ValueError, match="per_group"):
         rank_batches(32, 1, 0, 3, groups=groups, per_group=0)
+    from refavs.training.config import get_train_config
+
+    with pytest.raises(ValueError, match="needs batch_by_clip"):
+        get_train_config("lite", ["batch_by_clip=false"])
 
 
 def test_train_reports_an_unloadable_segmenter_checkpoint_in_one_line(toy_with_features, tmp_path, capsys):

@@ -102,6 +102,8 @@ class TrainConfig:
             bad.append("warmup_steps, checkpoint_every_steps and num_workers must be >= 0")
         if self.expressions_per_clip is not None and self.expressions_per_clip < 1:
             bad.append(f"expressions_per_clip={self.expressions_per_clip} (must be >= 1, or None for all)")
+        if self.expressions_per_clip is not None and not self.batch_by_clip:
+            bad.append(f"expressions_per_clip={self.expressions_per_clip} needs batch_by_clip=true")
         if self.null_negatives < 0:
             bad.append(f"null_negatives={self.null_negatives} (must be >= 0)")
         if bad:

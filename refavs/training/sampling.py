@@ -10,6 +10,8 @@ run skips exactly the micro-batches already done.
 With ``groups`` (the expressions of each clip), the permutation is of clips, and each clip's
 expressions follow one another, so a batch holds whole clips where the batch size allows:
 EEMC then runs its pixel-level module once per clip (see :meth:`refavs.models.eemc.EEMC.forward`).
+With ``per_group`` as well, an epoch takes at most that many expressions of each clip, a seeded
+choice that changes from epoch to epoch (a dataset with more sentences per clip than a step needs).
 """
 
 from __future__ import annotations
@@ -17,6 +19,10 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
+
+SUBSAMPLE_SALT = 7_919
+"""Added to the seed of the per-epoch choice within groups, so that it draws from another stream
+than the epoch's order of the groups."""
 
 
 def epoch_order(num_items: int, seed: int, epoch: int) -> list[int]:
@@ -56,7 +62,7 @@ def subsample_groups(groups: Sequence[Sequence[int]], per_group: int, seed: int,
     that depends only on ``seed`` and ``epoch``."""
     if per_group < 1:
         raise ValueError(f"per_group must be at least 1, got {per_group}")
-    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch + 7_919)
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch + SUBSAMPLE_SALT)
     picked = []
     for group in groups:
         if len(group) <= per_group:
