@@ -282,3 +282,35 @@ def test_twin_ambiguous_rows_can_be_left_out_of_training_on_synth_only(tmp_path)
     toy_rows = build_toy_dataset(toy)
     assert _without_twin_ambiguous(toy, toy_rows, on, logs.append) == toy_rows  # the real layout: no scenes
     assert "ignored" in logs[-1]
+
+
+def test_a_step_saved_again_never_replaces_the_checkpoint_last_points_at(tmp_path, monkeypatch):
+    """The second save of one step (after its validation) goes to a new folder: a kill while it is
+    written leaves ``last`` on the first, complete one (it used to be deleted before the rename)."""
+    from refavs.models.build import build_model
+    from refavs.models.config import get_model_config
+    from refavs.training import checkpoint as ckpt
+
+    model = build_model(get_model_config("lite", ["head.dim=32", "head.fine_dim=16", "backbone.image_size=64"]),
+                        load_pretrained=False)
+    first = ckpt.save_checkpoint(tmp_path, model, {"global_step": 2, "best_J": None})
+    assert first.name == "step-00000002" and ckpt.last_checkpoint(tmp_path) == first
+
+    real_replace = os.replace
+
+    def killed(src, dst):  # as if the process died as the new folder was to be put in place
+        if Path(dst).name.startswith("step-"):
+            raise KeyboardInterrupt
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(ckpt.os, "replace", killed)
+    with pytest.raises(KeyboardInterrupt):
+        ckpt.save_checkpoint(tmp_path, model, {"global_step": 2, "best_J": 0.5}, best=True)
+    monkeypatch.undo()
+    assert ckpt.last_checkpoint(tmp_path) == first and ckpt.load_state(first)["best_J"] is None
+    again = ckpt.save_checkpoint(tmp_path, model, {"global_step": 2, "best_J": 0.5}, best=True)
+    assert again.name == "step-00000002-1" and ckpt.load_state(again)["best_J"] == 0.5
+    assert ckpt.last_checkpoint(tmp_path) == again == (tmp_path / "best").resolve()
+    later = ckpt.save_checkpoint(tmp_path, model, {"global_step": 3, "best_J": 0.5}, keep=1)
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step-00000002-1", "step-00000003"]
+    assert ckpt.last_checkpoint(tmp_path) == later  # the oldest went; best's stays

@@ -6,6 +6,8 @@ Layout of a run folder::
     RUN/log.jsonl                         one JSON object per logged step and per evaluation
     RUN/checkpoints/step-00000120/        config.json + model.safetensors (an EEMC checkpoint,
                                           loadable with EEMC.from_pretrained) + trainer_state.pt
+                                          (step-00000120-1/ when that step is saved again, e.g.
+                                          after the validation that follows it)
     RUN/last -> checkpoints/step-...      the newest checkpoint
     RUN/best -> checkpoints/step-...      the one with the best validation J
 
@@ -63,6 +65,18 @@ def _point(run_dir: Path, name: str, target: Path) -> None:
     os.replace(tmp, link)
 
 
+def _new_name(folder: Path, name: str) -> Path:
+    """``folder/name``, or ``name-1``, ``name-2``, ... when taken: a second checkpoint of one step
+    (written again after the validation that follows it) never replaces the folder ``last`` points
+    at, which a kill during the replacement would leave half deleted. The names sort in the
+    order they were written."""
+    path, k = folder / name, 0
+    while path.exists():
+        k += 1
+        path = folder / f"{name}-{k}"
+    return path
+
+
 def save_checkpoint(run_dir: str | Path, model, state: dict, best: bool = False, keep: int = 2) -> Path:
     """Write ``checkpoints/step-<global step>`` (model + ``state``), point ``last`` (and ``best``) at it.
 
@@ -73,7 +87,7 @@ def save_checkpoint(run_dir: str | Path, model, state: dict, best: bool = False,
     run_dir = Path(run_dir)
     folder = run_dir / CHECKPOINTS
     folder.mkdir(parents=True, exist_ok=True)
-    final = folder / f"step-{state['global_step']:08d}"
+    final = _new_name(folder, f"step-{state['global_step']:08d}")
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=folder))
     try:
         save_pretrained(model, tmp)
@@ -82,8 +96,6 @@ def save_checkpoint(run_dir: str | Path, model, state: dict, best: bool = False,
             torch.save(state, f)
             f.flush()
             os.fsync(f.fileno())
-        if final.exists():
-            shutil.rmtree(final)
         os.replace(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
