@@ -21,13 +21,10 @@ def small_config(*overrides: str):
 
 def inputs(config, seed: int = 0) -> dict:
     g = torch.Generator().manual_seed(seed)
-    grids = config.backbone.grids
     text_mask = torch.ones(B, config.text_tokens, dtype=torch.bool)
     text_mask[:, 7:] = False
     return dict(
-        visual={"s8": torch.randn(B, T, 40, grids["s8"], grids["s8"], generator=g),
-                "s16": torch.randn(B, T, 112, grids["s16"], grids["s16"], generator=g),
-                "rgb4": torch.randn(B, T, 3, 4 * grids["s16"], 4 * grids["s16"], generator=g)},
+        visual={name: torch.randn(B, T, *shape, generator=g) for name, shape in config.visual_maps.items()},
         audio=torch.randn(B, T, config.audio_dim, generator=g),
         text=torch.randn(B, config.text_tokens, config.text_dim, generator=g),
         text_mask=text_mask)

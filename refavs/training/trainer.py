@@ -130,16 +130,22 @@ def prepare_features(data_dir: Path, model_config: ModelConfig, splits, cache_di
     return features, store
 
 
+def _is_synth(data_dir: Path, option: str, log) -> bool:
+    """Whether ``data_dir`` is Ref-AVS Synth (it has ``scenes.jsonl``), which the Synth-only
+    ``option`` needs; if not, says in ``log`` that the option is ignored."""
+    from refavs.synth.generate import SCENES_FILE
+
+    if (data_dir / SCENES_FILE).is_file():
+        return True
+    log(f"{option} ignored: {data_dir} is not Ref-AVS Synth (no {SCENES_FILE})")
+    return False
+
+
 def _null_negatives(data_dir: Path, rows: list, cfg: TrainConfig, log) -> list:
     """The recipe's null training expressions (``null_negatives``), where the data allows them."""
-    if not cfg.null_negatives:
+    if not cfg.null_negatives or not _is_synth(data_dir, f"null_negatives={cfg.null_negatives}", log):
         return []
-    from refavs.synth.generate import SCENES_FILE
     from refavs.synth.negatives import null_negatives
-
-    if not (data_dir / SCENES_FILE).is_file():
-        log(f"null_negatives={cfg.null_negatives} ignored: {data_dir} is not Ref-AVS Synth (no {SCENES_FILE})")
-        return []
 
     negatives = null_negatives(data_dir, rows, cfg.null_negatives, cfg.seed)
     log(f"{len(negatives)} null negatives added to {len(rows)} training expressions")
@@ -149,14 +155,11 @@ def _null_negatives(data_dir: Path, rows: list, cfg: TrainConfig, log) -> list:
 def _without_twin_ambiguous(data_dir: Path, rows: list, cfg: TrainConfig, log) -> list:
     """``rows`` less those whose target has a look-alike that mono audio cannot tell apart
     (``drop_twin_ambiguous``, Ref-AVS Synth only)."""
-    if not cfg.drop_twin_ambiguous:
+    if not cfg.drop_twin_ambiguous or not _is_synth(data_dir, "drop_twin_ambiguous", log):
         return rows
-    from refavs.synth.generate import SCENES_FILE, read_scenes
+    from refavs.synth.generate import read_scenes
     from refavs.synth.stats import twin_ambiguous
 
-    if not (data_dir / SCENES_FILE).is_file():
-        log(f"drop_twin_ambiguous ignored: {data_dir} is not Ref-AVS Synth (no {SCENES_FILE})")
-        return rows
     twins = {e["uid"] for scene in read_scenes(data_dir) for e in scene["expressions"] if twin_ambiguous(scene, e)}
     kept = [r for r in rows if r.uid not in twins]
     log(f"{len(rows) - len(kept)} twin-ambiguous training expressions left out, {len(kept)} kept")
@@ -229,7 +232,7 @@ def train(model_config: ModelConfig, train_config: TrainConfig, data_dir: str | 
     negatives = _null_negatives(data_dir, train_rows, cfg, log if env.is_main else lambda m: None)
     train_set = RefAVSDataset(data_dir, "train", store, image=features.image, expressions=train_rows + negatives)
     groups = clip_groups(train_set.clips) if cfg.batch_by_clip else None
-    per_group = cfg.expressions_per_clip if groups is not None else None
+    per_group = cfg.expressions_per_clip  # None unless batch_by_clip (TrainConfig checks)
     steps_per_epoch = len(rank_batches(len(train_set), cfg.seed, 0, cfg.batch_size, env.rank,
                                        env.world_size, groups, per_group)) // cfg.grad_accum_steps
     if steps_per_epoch < 1:
