@@ -233,7 +233,8 @@ def run_demo(out_dir: str | Path, preset: str = DEFAULT_PRESET, seed: int = 0, w
         + (f" ({', '.join(known)}: scored when training chose it)" if known else "")
         + f", and {' and '.join(MIX_SPLITS)} with the audio or the text features zeroed ...")
     model = load_pretrained(result.best, device=device or "cpu")
-    kwargs = dict(batch_size=train_config.eval_batch_size, device=device or "cpu")
+    kwargs = dict(batch_size=train_config.eval_batch_size, device=device or "cpu",
+                  mixed_precision=train_config.mixed_precision)  # as training scored val
     scored = evaluate(model, data_dir, todo, store, features.image, save_pred=pred_dir / "eemc", **kwargs).splits
     report.scores = {s: known.get(s) or scored[s] for s in EVAL_SPLITS}
     test_splits = EVAL_SPLITS[1:]

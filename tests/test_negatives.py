@@ -54,6 +54,27 @@ def test_every_negative_names_nothing_in_its_clip(synth):
     assert null_negatives(synth, rows, 0.0) == []
 
 
+def test_present_negatives_name_an_object_of_their_clip(synth):
+    from dataclasses import replace
+
+    from refavs.synth.expressions import Meaning
+    from refavs.synth.generate import read_scenes
+    from refavs.synth.scene import Scene
+
+    rows = read_metadata(synth, ["train"])
+    records = {r["vid"]: r for r in read_scenes(synth)}
+    meaning_of = {e["exp"]: Meaning.from_dict(e["meaning"]) for r in records.values() for e in r["expressions"]}
+
+    def names_one(n) -> bool:
+        head = replace(meaning_of[n.exp].head, column=None)
+        return any(head.matches(o.visual) for o in Scene.from_dict(records[n.vid]).objects)
+
+    every = null_negatives(synth, rows, 1.0, seed=0)
+    present = null_negatives(synth, rows, 1.0, seed=0, present=True)
+    assert present and all(names_one(n) for n in present)
+    assert not all(names_one(n) for n in every)   # the plain draw also names absent looks
+
+
 def test_a_negative_has_an_empty_target_that_never_sounds(synth):
     rows = read_metadata(synth, ["train"])
     negative = null_negatives(synth, rows, 1.0, seed=0)[0]

@@ -314,3 +314,34 @@ def test_a_step_saved_again_never_replaces_the_checkpoint_last_points_at(tmp_pat
     later = ckpt.save_checkpoint(tmp_path, model, {"global_step": 3, "best_J": 0.5}, keep=1)
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step-00000002-1", "step-00000003"]
     assert ckpt.last_checkpoint(tmp_path) == later  # the oldest went; best's stays
+
+
+def test_checkpoints_of_one_step_sort_in_the_order_written():
+    """``step-N-10`` comes after ``step-N-9`` (a name sort would put it before ``-2``), so pruning
+    removes the oldest."""
+    from refavs.training.checkpoint import _written_order
+
+    names = ["step-00000003", "step-00000002-10", "step-00000002-9", "step-00000002", "step-00000002-2"]
+    ordered = sorted((Path(n) for n in names), key=_written_order)
+    assert [p.name for p in ordered] == ["step-00000002", "step-00000002-2", "step-00000002-9",
+                                         "step-00000002-10", "step-00000003"]
+
+
+def test_auto_precision_is_bf16_only_where_the_cpu_has_it_natively(monkeypatch):
+    """``mixed_precision=auto``: bf16 on a CPU with native bf16 kernels, float32 on one without
+    (emulated bf16 would be slower there); explicit settings pass through."""
+    from refavs.training import evaluate as ev
+    from refavs.training.config import get_train_config
+
+    cpu = torch.device("cpu")
+    assert get_train_config("lite", ["mixed_precision=auto"]).mixed_precision == "auto"
+    for explicit in ("no", "bf16"):
+        assert ev.resolve_precision(explicit, cpu) == explicit
+    monkeypatch.setattr(ev, "_cpu_has_native_bf16", lambda: False)
+    assert ev.resolve_precision("auto", cpu) == "no"
+    with ev.autocast(cpu, "auto"):
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
+    monkeypatch.setattr(ev, "_cpu_has_native_bf16", lambda: True)
+    assert ev.resolve_precision("auto", cpu) == "bf16"
+    with ev.autocast(cpu, "auto"):
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.bfloat16

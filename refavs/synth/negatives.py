@@ -15,6 +15,7 @@ raises, and the trainer leaves the option off there.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Sequence
 
@@ -30,13 +31,17 @@ MAX_DRAWS_PER_NEGATIVE = 20
 
 
 def null_negatives(data_dir: str | Path, expressions: Sequence[Expression], share: float,
-                   seed: int = 0) -> list[Expression]:
+                   seed: int = 0, present: bool = False) -> list[Expression]:
     """About ``share * len(expressions)`` null expressions for the clips of ``expressions``.
 
     Each clip receives its share (``share`` times its own expressions, rounded with a seeded
     draw); donors are the other clips' expressions among ``expressions``, drawn uniformly with
     a generator seeded by ``seed``; a donor is kept when its meaning refers to nothing in the
-    receiving clip's scene and its sentence is not already one of that clip's.
+    receiving clip's scene and its sentence is not already one of that clip's. With ``present``,
+    only donors whose head (its look, the column left aside) matches an object of the receiving
+    clip are kept: the sentence names something that is there, and its sound, its place or its
+    relation is what fails ("the guitar that stays silent" while the guitar plays), as for most
+    of test_n's sentences.
 
     Raises:
         FileNotFoundError: ``data_dir`` has no scenes.jsonl (not Ref-AVS Synth).
@@ -79,10 +84,19 @@ def null_negatives(data_dir: str | Path, expressions: Sequence[Expression], shar
             donor = donors[int(rng.integers(len(donors)))]
             if donor.vid == vid or donor.exp in texts:
                 continue
-            if resolve(meanings[donor.uid], scene) is not NOTHING:
+            meaning = meanings[donor.uid]
+            if resolve(meaning, scene) is not NOTHING:
+                continue
+            if present and not _names_an_object(meaning, scene):
                 continue
             texts.add(donor.exp)
             made += 1
             out.append(Expression(vid=vid, uid=f"{vid}_{NEGATIVE_TAG}_{made}", split=own[0].split, fid=0,
                                   exp=donor.exp, empty=True))
     return out
+
+
+def _names_an_object(meaning, scene) -> bool:
+    """Whether the look ``meaning``'s head names (its column left aside) is one of ``scene``'s objects."""
+    head = dataclasses.replace(meaning.head, column=None)
+    return any(head.matches(o.visual) for o in scene.objects)

@@ -68,13 +68,19 @@ def _point(run_dir: Path, name: str, target: Path) -> None:
 def _new_name(folder: Path, name: str) -> Path:
     """``folder/name``, or ``name-1``, ``name-2``, ... when taken: a second checkpoint of one step
     (written again after the validation that follows it) never replaces the folder ``last`` points
-    at, which a kill during the replacement would leave half deleted. The names sort in the
-    order they were written."""
+    at, which a kill during the replacement would leave half deleted. :func:`_written_order`
+    sorts them in the order they were written."""
     path, k = folder / name, 0
     while path.exists():
         k += 1
         path = folder / f"{name}-{k}"
     return path
+
+
+def _written_order(path: Path) -> tuple[int, int]:
+    """Sort key of a checkpoint folder in the order written: ``step-N`` then ``step-N-1``, ``-2``, ... ``-10``."""
+    parts = path.name.split("-")
+    return int(parts[1]), int(parts[2]) if len(parts) > 2 else 0
 
 
 def save_checkpoint(run_dir: str | Path, model, state: dict, best: bool = False, keep: int = 2) -> Path:
@@ -104,7 +110,7 @@ def save_checkpoint(run_dir: str | Path, model, state: dict, best: bool = False,
     if best:
         _point(run_dir, "best", final)
     protected = {p.resolve() for p in (run_dir / "best", run_dir / "last") if p.exists()}
-    steps = sorted(p for p in folder.glob("step-*") if p.is_dir())
+    steps = sorted((p for p in folder.glob("step-*") if p.is_dir()), key=_written_order)
     for old in steps[:-keep]:
         if old.resolve() not in protected:
             shutil.rmtree(old, ignore_errors=True)

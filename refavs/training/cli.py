@@ -63,7 +63,8 @@ def register(subparsers) -> None:
                    help="dataset (default) or reference (batches of 4 clips in metadata order)")
     e.add_argument("--batch-size", type=int, default=4, help="clips per batch (default 4, as the reference)")
     e.add_argument("--device", help="cpu, cuda or cuda:N (default: a GPU when available)")
-    e.add_argument("--mixed-precision", choices=("no", "bf16", "fp16"), default="no")
+    e.add_argument("--mixed-precision", choices=("no", "bf16", "fp16", "auto"), default="no",
+                   help="autocast: no (default), bf16, fp16 (GPU) or auto (bf16 where the device has it natively)")
     e.add_argument("--cache-dir", type=Path, help="feature cache folder (default: inside the dataset)")
     e.set_defaults(func=run_eval)
 

@@ -14,7 +14,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Iterable, Literal
 
-MixedPrecision = Literal["no", "bf16", "fp16"]
+MixedPrecision = Literal["no", "bf16", "fp16", "auto"]
 Scheduler = Literal["constant", "cosine"]
 
 
@@ -33,8 +33,10 @@ class TrainConfig:
         eval_batch_size: clips per evaluation batch (4 in the reference, which matters for
             ``--aggregation reference``; the order is always the metadata order).
         grad_accum_steps: micro-batches whose gradients add up before each optimiser step.
-        mixed_precision: ``no``, ``bf16`` or ``fp16`` (autocast; fp16 with loss scaling). GPU only
-            for fp16; bf16 also runs on CPU.
+        mixed_precision: ``no``, ``bf16``, ``fp16`` (autocast; fp16 with loss scaling) or
+            ``auto``. GPU only for fp16; bf16 also runs on CPU. ``auto``: bf16 where the device
+            computes it natively (a GPU with bf16, a CPU with AVX512-BF16 or AMX), else ``no``
+            (:func:`refavs.training.evaluate.resolve_precision`).
         max_grad_norm: clip the gradient norm to this (None: no clipping).
         scheduler: ``constant`` or ``cosine`` (decay to 0 over the run), after ``warmup_steps``.
         warmup_steps: optimiser steps of linear warm-up from 0.
@@ -63,6 +65,9 @@ class TrainConfig:
             expression: another clip's sentence that refers to nothing in the clip, with an
             empty target (:mod:`refavs.synth.negatives`). Ignored, with a log line, on data
             without ``scenes.jsonl`` (the real benchmark). 0: none, as the reference.
+        null_negatives_present: keep only null negatives whose sentence names the look of an
+            object that is in the clip, so that its sound, place or relation is what fails
+            (``present`` of :func:`refavs.synth.negatives.null_negatives`).
     """
 
     name: str = "custom"
@@ -89,6 +94,7 @@ class TrainConfig:
     expressions_per_clip: int | None = None
     drop_twin_ambiguous: bool = False
     null_negatives: float = 0.0
+    null_negatives_present: bool = False
 
     def __post_init__(self) -> None:
         positive = ("epochs", "batch_size", "eval_batch_size", "grad_accum_steps", "val_every_epochs",
@@ -134,9 +140,10 @@ def _tiny() -> TrainConfig:
 
 
 def _lite() -> TrainConfig:
-    return TrainConfig(name="lite", epochs=4, lr=1e-3, batch_size=12, eval_batch_size=16, scheduler="cosine",
+    return TrainConfig(name="lite", epochs=6, lr=1e-3, batch_size=12, eval_batch_size=16, scheduler="cosine",
                        warmup_steps=50, max_grad_norm=1.0, log_every_steps=20, batch_by_clip=True,
-                       weight_decay=0.05, val_every_epochs=2, expressions_per_clip=3, drop_twin_ambiguous=True)
+                       weight_decay=0.05, val_every_epochs=3, expressions_per_clip=3, drop_twin_ambiguous=True,
+                       mixed_precision="auto")
 
 
 TRAIN_RECIPES = {"paper": _paper, "tiny": _tiny, "lite": _lite}

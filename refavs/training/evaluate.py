@@ -43,8 +43,31 @@ def ablate_batch(batch: ClipBatch, ablate: str | None) -> ClipBatch:
     return dataclasses.replace(batch, **{ablate: torch.zeros_like(getattr(batch, ablate))})
 
 
+def resolve_precision(mixed_precision: str, device: torch.device) -> str:
+    """``mixed_precision`` with ``auto`` decided for ``device``: ``bf16`` where it computes bf16
+    natively (a CUDA GPU that supports it; a CPU whose oneDNN has bf16 kernels, i.e. AVX512-BF16
+    or AMX), else ``no`` (bf16 emulated on an older CPU is slower than float32)."""
+    if mixed_precision != "auto":
+        return mixed_precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "no"
+    if device.type == "cpu":
+        return "bf16" if _cpu_has_native_bf16() else "no"
+    return "no"
+
+
+def _cpu_has_native_bf16() -> bool:
+    """Whether oneDNN has native bf16 kernels on this CPU (torch's own test helper asks the same op)."""
+    try:
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 def autocast(device: torch.device, mixed_precision: str):
-    """The autocast context of a ``mixed_precision`` setting (``no``: none)."""
+    """The autocast context of a ``mixed_precision`` setting (``no``: none; ``auto``: see
+    :func:`resolve_precision`)."""
+    mixed_precision = resolve_precision(mixed_precision, device)
     if mixed_precision == "no":
         return nullcontext()
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[mixed_precision]

@@ -147,7 +147,7 @@ def _null_negatives(data_dir: Path, rows: list, cfg: TrainConfig, log) -> list:
         return []
     from refavs.synth.negatives import null_negatives
 
-    negatives = null_negatives(data_dir, rows, cfg.null_negatives, cfg.seed)
+    negatives = null_negatives(data_dir, rows, cfg.null_negatives, cfg.seed, cfg.null_negatives_present)
     log(f"{len(negatives)} null negatives added to {len(rows)} training expressions")
     return negatives
 
@@ -185,7 +185,7 @@ def train(model_config: ModelConfig, train_config: TrainConfig, data_dir: str | 
     from refavs.models.checkpoint import architecture
     from refavs.training import distributed as dist
     from refavs.training.checkpoint import last_checkpoint, load_state, rng_state, save_checkpoint, set_rng_state
-    from refavs.training.evaluate import autocast, evaluate
+    from refavs.training.evaluate import autocast, evaluate, resolve_precision
     from refavs.training.sampling import clip_groups, rank_batches
 
     start_time = time.perf_counter()
@@ -196,6 +196,9 @@ def train(model_config: ModelConfig, train_config: TrainConfig, data_dir: str | 
         raise TrainingError(f"{data_dir}: no metadata.csv (--data-dir)")
     if cfg.mixed_precision == "fp16" and env.device.type != "cuda":
         raise TrainingError("mixed_precision=fp16 needs a GPU; use bf16 or no on the CPU")
+    precision = resolve_precision(cfg.mixed_precision, env.device)
+    if cfg.mixed_precision == "auto" and env.is_main:
+        log(f"mixed_precision=auto: {precision} on {env.device.type}")
     if resume:
         checkpoint = last_checkpoint(run_dir)
         _check_resume(run_dir, model_config, cfg)
@@ -240,7 +243,7 @@ def train(model_config: ModelConfig, train_config: TrainConfig, data_dir: str | 
     total_steps = cfg.epochs * steps_per_epoch if cfg.max_steps is None else min(cfg.max_steps,
                                                                                  cfg.epochs * steps_per_epoch)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total_steps, cfg))
-    scaler = torch.amp.GradScaler(env.device.type, enabled=cfg.mixed_precision == "fp16")
+    scaler = torch.amp.GradScaler(env.device.type, enabled=precision == "fp16")
 
     epoch, step_in_epoch, global_step, best_j = 0, 0, 0, None
     best_scores = None
@@ -311,7 +314,7 @@ def train(model_config: ModelConfig, train_config: TrainConfig, data_dir: str | 
             final_micro = micro % cfg.grad_accum_steps == 0
             sync = nullcontext() if (final_micro or not env.distributed) else net.no_sync()
             with sync:
-                with autocast(env.device, cfg.mixed_precision):
+                with autocast(env.device, precision):
                     output = net(batch)
                     loss = output.loss
                 scaler.scale(loss / cfg.grad_accum_steps).backward()
@@ -361,7 +364,7 @@ def train(model_config: ModelConfig, train_config: TrainConfig, data_dir: str | 
             if env.is_main:
                 scores = evaluate(model, data_dir, [val_split], store, features.image,
                                   batch_size=cfg.eval_batch_size, device=env.device,
-                                  mixed_precision=cfg.mixed_precision).splits[val_split]
+                                  mixed_precision=precision).splits[val_split]
                 val = scores.result
                 improved = best_j is None or val.J > best_j
                 best_j = val.J if improved else best_j
