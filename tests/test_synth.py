@@ -407,6 +407,32 @@ def test_more_train_expressions_leave_the_other_splits_as_they_were(tmp_path):
         dataclasses.replace(preset, train_needs_audio_share=1.5)
 
 
+def test_the_name_slot_adds_a_plain_name_to_train_clips_only(tmp_path):
+    from refavs.synth.expressions import Meaning
+
+    preset = PRESETS["tiny"].with_counts(train=4, val=2, test_s=2, test_u=0, test_n=0)
+    named = dataclasses.replace(preset, train_name_slot=True)
+    generate(tmp_path / "a", seed=3, preset=preset, workers=1)
+    generate(tmp_path / "b", seed=3, preset=named, workers=1)
+    a, b = read_metadata(tmp_path / "a"), read_metadata(tmp_path / "b")
+    assert [(e.uid, e.exp) for e in a if e.split != "train"] == [(e.uid, e.exp) for e in b if e.split != "train"]
+    for scenes_of, names_wanted in ((tmp_path / "a", False), (tmp_path / "b", True)):
+        for rec in read_scenes(scenes_of):
+            if rec["split"] != "train":
+                continue
+            meanings = [Meaning.from_dict(e["meaning"]) for e in rec["expressions"]]
+            names = [(m, e) for m, e in zip(meanings, rec["expressions"]) if m.is_name]
+            once = [c for c in {o["visual"]["category"] for o in rec["objects"]}
+                    if [o["visual"]["category"] for o in rec["objects"]].count(c) == 1]
+            if names_wanted and once:
+                assert names, f"{rec['vid']}: no name-only sentence though {once} is there once"
+            for m, e in names:   # "The guitar": its one guitar
+                assert e["exp"].lower().startswith(f"the {m.head.category}") and m.head.category in once
+                assert rec["objects"][e["target"]]["visual"]["category"] == m.head.category
+    assert len([e for e in b if e.split == "train"]) > len([e for e in a if e.split == "train"])
+    assert is_generation(tmp_path / "b", seed=3, preset=named) and not is_generation(tmp_path / "b", seed=3, preset=preset)
+
+
 def test_preset_and_size_validation():
     with pytest.raises(ValueError, match="unknown split"):
         SynthPreset("x", {"training": 3})

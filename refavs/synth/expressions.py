@@ -210,6 +210,13 @@ class Meaning:
         """``relation`` or the clause's name (used to balance what gets written)."""
         return "relation" if self.relation else self.clause
 
+    @property
+    def is_name(self) -> bool:
+        """True when it only names a category ("the trumpet"): no look, place, clause or relation."""
+        h = self.head
+        return (h.category is not None and h.colour is None and h.shape is None and h.texture is None
+                and h.column is None and self.clause == "none" and self.anchor is None)
+
     def cues(self) -> set[str]:
         cues = self.head.cues() | set(CLAUSES[self.clause].cues)
         if self.anchor is not None:
@@ -498,6 +505,14 @@ def choose(rng: np.random.Generator, options: Sequence[Resolved], count: int,
         picked.append(choice)
         left = [r for r in left if r.meaning != choice.meaning]
     return picked
+
+
+def name_only(rng: np.random.Generator, options: Sequence[Resolved], chosen: Sequence[Resolved]) -> list[Resolved]:
+    """One meaning of ``options`` that only names a category ("the trumpet"), not among ``chosen``,
+    drawn uniformly; none when the scene has no category once."""
+    taken = {r.meaning for r in chosen}
+    names = [r for r in options if r.meaning.is_name and r.meaning not in taken]
+    return [names[int(rng.integers(len(names)))]] if names else []
 
 
 def _pick(rng: np.random.Generator, items: Sequence[str]) -> str:

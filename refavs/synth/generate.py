@@ -42,7 +42,7 @@ from refavs.data.records import Expression
 from refavs.data.writer import AUDIO_SAMPLE_RATE, atomic_write_bytes, write_metadata
 from refavs.synth.audio import WINDOW_SECONDS, synthesize
 from refavs.synth.categories import CATEGORIES, categories_for_split, check_table
-from refavs.synth.expressions import choose, enumerate_meanings, sentence
+from refavs.synth.expressions import choose, enumerate_meanings, name_only, sentence
 from refavs.synth.files import STAGING_DIR, ClipFiles, remove_staging
 from refavs.synth.presets import SynthPreset, check_size, get_preset
 from refavs.synth.render import render_clip
@@ -158,6 +158,8 @@ def make_clip(task: ClipTask) -> ClipResult:
         raise RuntimeError(f"{vid}: no scene allowing an expression in {MAX_SCENE_TRIES} tries")
     chosen = choose(rng, options, preset.expressions_for(split), preset.needs_audio_share_for(split),
                     preset.relation_weight)
+    if split == "train" and preset.train_name_slot:
+        chosen += name_only(rng, options, chosen)
 
     folder = null_folder(vid) if null else vid
     clip = render_clip(scene)

@@ -80,6 +80,10 @@ class SynthPreset:
             each clip draws from its own generator, so the other splits stay as they are.
         train_needs_audio_share: ``needs_audio_share`` for the train split alone (None: the same),
             e.g. to keep the share of rows that need the audio when a train clip gets more slots.
+        train_name_slot: each train clip also gets a sentence that only names a category ("The
+            trumpet") when one of its categories is there once, beside its other slots: the
+            plainest query a user types, which the kind-balanced draw of :func:`choose
+            <refavs.synth.expressions.choose>` seldom writes (4 of ``medium``'s 600 val rows).
         size: default frame side in pixels (``--size`` overrides it).
         needs_audio_share: chance that an expression slot after the first asks for an
             expression that cannot be resolved without listening (the first slot always asks).
@@ -93,6 +97,7 @@ class SynthPreset:
     expressions_per_clip: int = 2
     train_expressions_per_clip: int | None = None
     train_needs_audio_share: float | None = None
+    train_name_slot: bool = False
     size: int = 96
     needs_audio_share: float = 0.35
     relation_weight: float = 2.0
@@ -137,7 +142,7 @@ class SynthPreset:
         return {"name": self.name, "clips": dict(self.clips), "expressions_per_clip": self.expressions_per_clip,
                 "train_expressions_per_clip": self.train_expressions_per_clip,
                 "train_needs_audio_share": self.train_needs_audio_share,
-                "size": self.size, "needs_audio_share": self.needs_audio_share,
+                "train_name_slot": self.train_name_slot, "size": self.size, "needs_audio_share": self.needs_audio_share,
                 "relation_weight": self.relation_weight, "scene": self.scene.to_dict()}
 
 
@@ -155,14 +160,15 @@ PRESETS: dict[str, SynthPreset] = {
                          expressions_per_clip=2, size=96),
     "medium": SynthPreset("medium", {"train": 1500, "val": 200, "test_s": 300, "test_u": 300, "test_n": 200},
                           expressions_per_clip=3, train_expressions_per_clip=6, train_needs_audio_share=0.5,
-                          size=128),
+                          train_name_slot=True, size=128),
     "large": SynthPreset("large", {"train": 6000, "val": 600, "test_s": 1000, "test_u": 1000, "test_n": 600},
                          expressions_per_clip=3, size=128),
 }
 """Named presets: ``tiny`` for smoke tests (seconds), ``small`` trains a tiny model on a CPU in
 minutes, ``medium`` and ``large`` for longer runs. ``medium`` (the main job's) writes 6 sentences
 per train clip (the ``lite`` recipe takes 3 of them per epoch, others each epoch), half of the
-slots after the first asking for the audio, as 3 slots at 0.35 do (docs/experiments.md)."""
+slots after the first asking for the audio, as 3 slots at 0.35 do, and one more that only names
+a category (docs/experiments.md)."""
 
 
 def get_preset(preset: str | SynthPreset) -> SynthPreset:
