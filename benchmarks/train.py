@@ -10,8 +10,9 @@ grids, rounded through float16 as the cache stores them), Synth's sounding-objec
 2 for the other configs). Peak memory is the process's peak resident set on the CPU
 (``VmHWM``, else ``ru_maxrss``; it includes the Python/torch baseline, reported apart as
 ``baseline_memory_mb``: the resident set after the imports, before the model is built) and
-``torch.cuda.max_memory_allocated`` on a GPU. On a GPU the run is repeated with mixed
-precision (``--precisions no bf16`` by default; fp16 uses a loss scaler).
+``torch.cuda.max_memory_allocated`` on a GPU. Where the device computes bf16 natively (a GPU
+that supports it, a CPU with AVX512-BF16 or AMX: ``mixed_precision=auto`` of the recipes) the
+run is repeated under bf16 autocast (``--precisions no bf16`` by default; fp16 uses a loss scaler).
 
 ``--configs tiny lite`` reports several configs side by side: each runs in its own fresh
 subprocess (the peak resident set is per process and never goes down, so one process could
@@ -26,7 +27,8 @@ compare on a quiet machine.
 same batch made of ``batch / K`` clips with K expressions each, once with the clip ids given
 (EEMC's pixel-level module, or ``lite``'s clip-only part, runs once per clip, as ``refavs
 train`` does with ``batch_by_clip``) and once without (once per expression), in the same run:
-``shared_clips`` in the JSON.
+``shared_clips`` in the JSON; where bf16 is run, the batch by clip once more under bf16
+(``bf16_step_s``).
 
 For ``lite`` the same run also times the straightforward path against the cache: the same
 batch with frames instead of cached maps, so that the frozen backbone runs at every step
@@ -182,7 +184,7 @@ def main(argv=None) -> int:
                         help="clips per step (default: 12, the recipe's, for lite; 2 otherwise)")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--precisions", nargs="+", default=None, choices=("no", "bf16", "fp16"),
-                        help="mixed-precision settings to run (default: no, plus bf16 on a GPU)")
+                        help="mixed-precision settings to run (default: no, plus bf16 where the device has it natively)")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=20.0, help="timed length per precision (default 20)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
@@ -207,7 +209,10 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    precisions = args.precisions or (["no", "bf16"] if device.type == "cuda" else ["no"])
+    from refavs.training.evaluate import resolve_precision
+
+    # bf16 beside float32 where the device has it natively (what the lite recipe's auto takes)
+    precisions = args.precisions or (["no", "bf16"] if resolve_precision("auto", device) == "bf16" else ["no"])
     torch.manual_seed(0)
     baseline = resident_mb()
     model = build_model(get_model_config(args.config)).to(device).train()
@@ -245,6 +250,11 @@ def main(argv=None) -> int:
         print(f"{args.config} batch of {args.batch // k} clips x {k} expressions: {per_clip:.3f} s/step with the "
               f"clip-only part once per clip, {per_expression:.3f} s once per expression "
               f"({per_expression / per_clip:.2f}x)")
+        if "bf16" in results:  # the recipe's batch under the recipe's precision (lite: auto)
+            (bf16_times,) = time_steps(model, [grouped], device, "bf16", args.warmup, args.seconds)
+            shared["bf16_step_s"] = round(statistics.median(bf16_times), 4)
+            print(f"{args.config} batch of {args.batch // k} clips x {k} expressions under bf16: "
+                  f"{shared['bf16_step_s']:.3f} s/step ({per_clip / shared['bf16_step_s']:.2f}x float32)")
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu x{torch.get_num_threads()} threads"
     counts = model.parameter_counts()
     print(json.dumps({"config": args.config, "batch": args.batch, "frames": model.config.num_frames,

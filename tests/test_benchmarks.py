@@ -46,6 +46,11 @@ def test_train_benchmark_lite_trains_on_cached_maps(capsys):
     assert shared["speedup"] == pytest.approx(shared["per_expression_step_s"] / shared["step_s"], rel=0.02)
     assert cache["speedup"] == pytest.approx(cache["from_frames_step_s"] / cache["step_s"], rel=0.02)
     assert cache["from_frames_step_s"] > cache["step_s"]  # running the backbone costs more than reading its maps
+    # bf16 is timed (the batch by clip too) exactly where the recipe's auto would take it
+    from refavs.training.evaluate import resolve_precision
+
+    native = resolve_precision("auto", __import__("torch").device("cpu")) == "bf16"
+    assert ("bf16" in result["results"]) == native == ("bf16_step_s" in shared)
     run = result["results"]["no"]
     assert run["steps"] >= 3 and run["clips_per_s"] == pytest.approx(2 / run["step_s"], rel=0.01)
     assert run["peak_memory_mb"] >= result["baseline_memory_mb"] > 0
