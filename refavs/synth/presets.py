@@ -139,11 +139,14 @@ class SynthPreset:
         return dataclasses.replace(self, clips={**self.clips, **clips})
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "clips": dict(self.clips), "expressions_per_clip": self.expressions_per_clip,
-                "train_expressions_per_clip": self.train_expressions_per_clip,
-                "train_needs_audio_share": self.train_needs_audio_share,
-                "train_name_slot": self.train_name_slot, "size": self.size, "needs_audio_share": self.needs_audio_share,
-                "relation_weight": self.relation_weight, "scene": self.scene.to_dict()}
+        out = {"name": self.name, "clips": dict(self.clips), "expressions_per_clip": self.expressions_per_clip,
+               "train_expressions_per_clip": self.train_expressions_per_clip,
+               "train_needs_audio_share": self.train_needs_audio_share,
+               "size": self.size, "needs_audio_share": self.needs_audio_share,
+               "relation_weight": self.relation_weight, "scene": self.scene.to_dict()}
+        if self.train_name_slot:  # recorded only when on: datasets written before it existed still match
+            out["train_name_slot"] = True
+        return out
 
 
 def check_size(size: int) -> int:
