@@ -47,9 +47,11 @@ def test_train_benchmark_lite_trains_on_cached_maps(capsys):
     assert cache["speedup"] == pytest.approx(cache["from_frames_step_s"] / cache["step_s"], rel=0.02)
     assert cache["from_frames_step_s"] > cache["step_s"]  # running the backbone costs more than reading its maps
     # bf16 is timed (the batch by clip too) exactly where the recipe's auto would take it
+    import torch
+
     from refavs.training.evaluate import resolve_precision
 
-    native = resolve_precision("auto", __import__("torch").device("cpu")) == "bf16"
+    native = resolve_precision("auto", torch.device("cpu")) == "bf16"
     assert ("bf16" in result["results"]) == native == ("bf16_step_s" in shared)
     run = result["results"]["no"]
     assert run["steps"] >= 3 and run["clips_per_s"] == pytest.approx(2 / run["step_s"], rel=0.01)

@@ -16,6 +16,7 @@ mean image (zeros after normalisation).
 from __future__ import annotations
 
 import dataclasses
+import functools
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Literal, Sequence
@@ -56,8 +57,10 @@ def resolve_precision(mixed_precision: str, device: torch.device) -> str:
     return "no"
 
 
+@functools.cache
 def _cpu_has_native_bf16() -> bool:
-    """Whether oneDNN has native bf16 kernels on this CPU (torch's own test helper asks the same op)."""
+    """Whether oneDNN has native bf16 kernels on this CPU (torch's own test helper asks the same op);
+    asked once per process, since :func:`autocast` resolves ``auto`` at every step or batch."""
     try:
         return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
