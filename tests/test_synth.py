@@ -20,6 +20,7 @@ import soundfile as sf
 from PIL import Image
 
 from refavs.data import MASK_SIZE, NUM_FRAMES, SPLITS, DatasetLayout, folder_from_uid, load_clip_masks, read_metadata
+from refavs.data.frames import load_clip_frames
 from refavs.data.check import check_dataset
 from refavs.data.writer import write_metadata
 from refavs.scoring.predictions import write_prediction
@@ -431,6 +432,48 @@ def test_the_name_slot_adds_a_plain_name_to_train_clips_only(tmp_path):
                 assert rec["objects"][e["target"]]["visual"]["category"] == m.head.category
     assert len([e for e in b if e.split == "train"]) > len([e for e in a if e.split == "train"])
     assert is_generation(tmp_path / "b", seed=3, preset=named) and not is_generation(tmp_path / "b", seed=3, preset=preset)
+
+
+def test_recolouring_changes_train_colours_only_and_the_sentences_follow(tmp_path):
+    from refavs.synth.categories import get_category
+    from refavs.synth.expressions import Meaning
+
+    preset = PRESETS["tiny"].with_counts(train=8, val=2, test_s=2, test_u=0, test_n=0)
+    recoloured = dataclasses.replace(preset, train_recolour=0.6)
+    assert recoloured.recolour_for("train") == 0.6 and recoloured.recolour_for("val") == 0.0
+    generate(tmp_path / "a", seed=4, preset=preset, workers=1)
+    generate(tmp_path / "b", seed=4, preset=recoloured, workers=1)
+    a, b = read_metadata(tmp_path / "a"), read_metadata(tmp_path / "b")
+    assert [(e.uid, e.exp) for e in a if e.split != "train"] == [(e.uid, e.exp) for e in b if e.split != "train"]
+    for f in sorted((tmp_path / "a" / "media").rglob("*")):   # val and test_s media, byte for byte
+        if f.is_file() and "syn-tr" not in str(f):
+            assert f.read_bytes() == (tmp_path / "b" / f.relative_to(tmp_path / "a")).read_bytes()
+    changed = 0
+    for rec in read_scenes(tmp_path / "b"):
+        for obj in rec["objects"]:
+            v = obj["visual"]
+            own = get_category(v["category"]).look
+            assert (v["shape"], v["texture"]) == (own.shape, own.texture)
+            if v["colour"] != own.colour:
+                assert rec["split"] == "train", f"{rec['vid']}: a {rec['split']} object was recoloured"
+                changed += 1
+        if rec["split"] != "train":
+            continue
+        frames = load_clip_frames(DatasetLayout(tmp_path / "b"), rec["folder"], rec["size"])   # the recorded colour
+        for obj in rec["objects"]:
+            t = next(k for k, box in enumerate(obj["visual"]["boxes"]) if box is not None)
+            x0, y0, x1, y1 = obj["visual"]["boxes"][t]
+            patch = frames[t][int(y0):int(y1) + 1, int(x0):int(x1) + 1].reshape(-1, 3).astype(float)
+            target = np.array(COLOURS[obj["visual"]["colour"]], dtype=float)
+            assert np.linalg.norm(patch - target, axis=1).min() < 40, f"{rec['vid']} object {obj['fid']}"
+        for e in rec["expressions"]:   # a colour word names the colour its target has
+            head = Meaning.from_dict(e["meaning"]).head
+            if head.colour is not None and e["target"] is not None and Meaning.from_dict(e["meaning"]).anchor is None:
+                assert rec["objects"][e["target"]]["visual"]["colour"] == head.colour
+    assert changed >= 3
+    assert is_generation(tmp_path / "b", seed=4, preset=recoloured) and not is_generation(tmp_path / "b", seed=4, preset=preset)
+    with pytest.raises(ValueError, match="train_recolour"):
+        dataclasses.replace(preset, train_recolour=1.5)
 
 
 def test_preset_and_size_validation():

@@ -150,7 +150,7 @@ def make_clip(task: ClipTask) -> ClipResult:
     vid = clip_vid(split, task.index)
     null = split == "test_n"
     for _ in range(MAX_SCENE_TRIES):
-        scene = sample_scene(rng, vid, split, task.size, pool, preset.scene)
+        scene = sample_scene(rng, vid, split, task.size, pool, preset.scene, recolour=preset.recolour_for(split))
         options = enumerate_meanings(scene, pool, use_names=split != "test_u", null=null)
         if options:
             break

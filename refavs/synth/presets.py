@@ -84,6 +84,11 @@ class SynthPreset:
             trumpet") when one of its categories is there once, beside its other slots: the
             plainest query a user types, which the kind-balanced draw of :func:`choose
             <refavs.synth.expressions.choose>` seldom writes (4 of ``medium``'s 600 val rows).
+        train_recolour: chance that an object of a train clip takes another colour than its
+            category's (drawn uniformly from the others; look-alikes stay alike). Its shape,
+            texture, sound and name stay, and the sentences say the colour it has, so a colour
+            word is seen on many shapes, not only on the one or two seen categories of that
+            colour, as test_u's sentences about unseen looks need. Other splits are unchanged.
         size: default frame side in pixels (``--size`` overrides it).
         needs_audio_share: chance that an expression slot after the first asks for an
             expression that cannot be resolved without listening (the first slot always asks).
@@ -98,6 +103,7 @@ class SynthPreset:
     train_expressions_per_clip: int | None = None
     train_needs_audio_share: float | None = None
     train_name_slot: bool = False
+    train_recolour: float = 0.0
     size: int = 96
     needs_audio_share: float = 0.35
     relation_weight: float = 2.0
@@ -114,7 +120,8 @@ class SynthPreset:
         if self.expressions_per_clip < 1:
             raise ValueError(f"preset {self.name}: expressions_per_clip must be at least 1")
         shares = [("needs_audio_share", self.needs_audio_share),
-                  ("train_needs_audio_share", self.train_needs_audio_share)]
+                  ("train_needs_audio_share", self.train_needs_audio_share),
+                  ("train_recolour", self.train_recolour)]
         for key, share in shares:
             if share is not None and not 0.0 <= share <= 1.0:
                 raise ValueError(f"preset {self.name}: {key} must be within [0, 1], got {share}")
@@ -146,7 +153,13 @@ class SynthPreset:
                "relation_weight": self.relation_weight, "scene": self.scene.to_dict()}
         if self.train_name_slot:  # recorded only when on: datasets written before it existed still match
             out["train_name_slot"] = True
+        if self.train_recolour:  # likewise
+            out["train_recolour"] = self.train_recolour
         return out
+
+    def recolour_for(self, split: str) -> float:
+        """Chance that an object of a ``split`` clip is recoloured (``train_recolour`` for train, else 0)."""
+        return self.train_recolour if split == "train" else 0.0
 
 
 def check_size(size: int) -> int:

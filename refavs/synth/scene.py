@@ -22,7 +22,7 @@ from typing import Sequence
 import numpy as np
 
 from refavs.data.layout import NUM_FRAMES
-from refavs.synth.categories import Category
+from refavs.synth.categories import COLOURS, Category
 from refavs.synth.presets import SceneConfig
 
 COLUMNS: tuple[str, ...] = ("left", "centre", "right")
@@ -50,7 +50,9 @@ class ObjectVisual:
 
     Attributes:
         category: the category name (its look follows from it).
-        shape, colour, texture: the category's look, repeated for readers of the JSON.
+        shape, colour, texture: the object's look: its category's, repeated for readers of the
+            JSON, except the colour of a train object the preset recolours
+            (:attr:`~refavs.synth.presets.SynthPreset.train_recolour`).
         column: ``left``, ``centre`` or ``right`` (constant over the clip).
         row: ``top``, ``middle`` or ``bottom``.
         radius: size in pixels (the shape fits a circle of this radius).
@@ -295,8 +297,24 @@ def _normalise(weights: Sequence[float]) -> np.ndarray:
     return w / w.sum()
 
 
+def _colours(rng: np.random.Generator, cats: Sequence[Category], lookalikes: tuple[int, int] | None,
+             recolour: float) -> list[str]:
+    """Each object's colour: its category's, or with chance ``recolour`` another drawn uniformly
+    (the second look-alike copies the first's). Draws nothing when ``recolour`` is 0."""
+    colours = [c.look.colour for c in cats]
+    if recolour <= 0:
+        return colours
+    for i, cat in enumerate(cats):
+        if rng.random() < recolour:
+            others = [name for name in COLOURS if name != cat.look.colour]
+            colours[i] = others[int(rng.integers(len(others)))]
+    if lookalikes is not None:
+        colours[lookalikes[1]] = colours[lookalikes[0]]
+    return colours
+
+
 def sample_scene(rng: np.random.Generator, vid: str, split: str, size: int, pool: Sequence[Category],
-                 config: SceneConfig) -> Scene:
+                 config: SceneConfig, recolour: float = 0.0) -> Scene:
     """Draw one clip's scene.
 
     Args:
@@ -306,6 +324,9 @@ def sample_scene(rng: np.random.Generator, vid: str, split: str, size: int, pool
         size: frame side in pixels.
         pool: the categories its objects are drawn from.
         config: sampling settings.
+        recolour: chance that an object takes another colour than its category's (the train
+            split's :attr:`~refavs.synth.presets.SynthPreset.train_recolour`; 0 draws nothing,
+            so scenes are those of a generator without the option).
     """
     n = 1 + int(rng.choice(len(config.object_count_weights), p=_normalise(config.object_count_weights)))
     cats = [pool[int(rng.integers(len(pool)))] for _ in range(n)]
@@ -317,9 +338,10 @@ def sample_scene(rng: np.random.Generator, vid: str, split: str, size: int, pool
     silent_twin: int | None = None
     if lookalikes is not None and rng.random() < config.lookalike_split_sound_prob:
         silent_twin = lookalikes[int(rng.integers(2))]
+    colours = _colours(rng, cats, lookalikes, recolour)
     radius = round(config.radius * size, 2)
     objects = []
-    for fid, ((col, row), cat) in enumerate(zip(_place(rng, n, config), cats)):
+    for fid, ((col, row), cat, colour) in enumerate(zip(_place(rng, n, config), cats, colours)):
         first, end = _visibility(rng, config)
         visible = [first <= t < end for t in range(NUM_FRAMES)]
         centers = _centers(rng, col, row, size, config, visible)
@@ -332,7 +354,7 @@ def sample_scene(rng: np.random.Generator, vid: str, split: str, size: int, pool
         look, sound = cat.look, cat.sound
         objects.append(SceneObject(
             fid=fid,
-            visual=ObjectVisual(cat.name, look.shape, look.colour, look.texture, COLUMNS[col], row, radius, centers),
+            visual=ObjectVisual(cat.name, look.shape, colour, look.texture, COLUMNS[col], row, radius, centers),
             audio=ObjectAudio(seconds, level, sound.pitch_hz, sound.timbre, sound.rhythm)))
     return Scene(vid=vid, split=split, size=size, seed=int(rng.integers(2**31 - 1)),
                  background=_background(rng, config),
