@@ -176,14 +176,15 @@ PRESETS: dict[str, SynthPreset] = {
                          expressions_per_clip=2, size=96),
     "medium": SynthPreset("medium", {"train": 1500, "val": 200, "test_s": 300, "test_u": 300, "test_n": 200},
                           expressions_per_clip=3, train_expressions_per_clip=6, train_needs_audio_share=0.5,
-                          size=128),
+                          train_recolour=0.1, size=128),
     "large": SynthPreset("large", {"train": 6000, "val": 600, "test_s": 1000, "test_u": 1000, "test_n": 600},
                          expressions_per_clip=3, size=128),
 }
 """Named presets: ``tiny`` for smoke tests (seconds), ``small`` trains a tiny model on a CPU in
 minutes, ``medium`` and ``large`` for longer runs. ``medium`` (the main job's) writes 6 sentences
 per train clip (the ``lite`` recipe takes 3 of them per epoch, others each epoch), half of the
-slots after the first asking for the audio, as 3 slots at 0.35 do (docs/experiments.md)."""
+slots after the first asking for the audio, as 3 slots at 0.35 do, and gives one training
+object in ten another colour than its category's (docs/experiments.md)."""
 
 
 def get_preset(preset: str | SynthPreset) -> SynthPreset:
