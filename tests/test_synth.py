@@ -20,8 +20,8 @@ import soundfile as sf
 from PIL import Image
 
 from refavs.data import MASK_SIZE, NUM_FRAMES, SPLITS, DatasetLayout, folder_from_uid, load_clip_masks, read_metadata
-from refavs.data.frames import load_clip_frames
 from refavs.data.check import check_dataset
+from refavs.data.frames import load_clip_frames
 from refavs.data.writer import write_metadata
 from refavs.scoring.predictions import write_prediction
 from refavs.scoring.score import expression_cues, score_predictions
@@ -467,9 +467,9 @@ def test_recolouring_changes_train_colours_only_and_the_sentences_follow(tmp_pat
             target = np.array(COLOURS[obj["visual"]["colour"]], dtype=float)
             assert np.linalg.norm(patch - target, axis=1).min() < 40, f"{rec['vid']} object {obj['fid']}"
         for e in rec["expressions"]:   # a colour word names the colour its target has
-            head = Meaning.from_dict(e["meaning"]).head
-            if head.colour is not None and e["target"] is not None and Meaning.from_dict(e["meaning"]).anchor is None:
-                assert rec["objects"][e["target"]]["visual"]["colour"] == head.colour
+            meaning = Meaning.from_dict(e["meaning"])
+            if meaning.head.colour is not None and e["target"] is not None and meaning.anchor is None:
+                assert rec["objects"][e["target"]]["visual"]["colour"] == meaning.head.colour
     assert changed >= 3
     assert is_generation(tmp_path / "b", seed=4, preset=recoloured) and not is_generation(tmp_path / "b", seed=4, preset=preset)
     with pytest.raises(ValueError, match="train_recolour"):
