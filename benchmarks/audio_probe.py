@@ -62,14 +62,14 @@ class SecondLabels:
 
 def split_categories(data_dir: str | Path, split: str = "train") -> list[str]:
     """Names of the categories the clips of ``split`` may hold (synth.json's table), in table order."""
-    from refavs.synth.generate import read_synth_info
+    from refavs.synth.layout import read_synth_info
 
     return [c["name"] for c in read_synth_info(data_dir)["categories"] if split in c["splits"]]
 
 
 def second_labels(data_dir: str | Path, split: str, categories: Sequence[str]) -> SecondLabels:
     """The labels of every second of every clip of ``split``, from scenes.jsonl."""
-    from refavs.synth.generate import read_scenes
+    from refavs.synth.layout import read_scenes
 
     index = {name: i for i, name in enumerate(categories)}
     records = [r for r in read_scenes(data_dir) if r["split"] == split]

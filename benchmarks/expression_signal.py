@@ -93,7 +93,7 @@ def main(argv=None) -> int:
     import torch
 
     from refavs.data.dataset import RefAVSDataset, collate
-    from refavs.models.config import get_model_config
+    from refavs.models.registry import get_model_config
     from refavs.models.eemc import EEMC
     from refavs.training.trainer import prepare_features
 

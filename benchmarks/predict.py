@@ -70,7 +70,7 @@ def synth_clip(folder: Path, preset: str = "medium", size: int | None = None, se
 def fresh_checkpoint(folder: Path, config: str = "lite") -> Path:
     """A new model of ``config`` (pretrained parts loaded, the rest random) saved to ``folder``."""
     from refavs.models.build import build_model
-    from refavs.models.config import get_model_config
+    from refavs.models.registry import get_model_config
 
     build_model(get_model_config(config), load_pretrained=True).save_pretrained(folder)
     return folder

@@ -58,10 +58,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from train_step import make_batch  # noqa: E402 (a sibling benchmark's synthetic batch)
 
 
-SOUNDING_SIZE = 48
-"""Side of Synth's cached sounding-object masks (``refavs.features.cache.SOUNDING_SIZE``)."""
-
-
 def is_lite(config) -> bool:
     return getattr(config, "architecture", None) == "lite"
 
@@ -82,6 +78,8 @@ def make_lite_batch(config, batch: int, seed: int = 0):
     import torch
 
     from refavs.data.batch import ClipBatch
+    from refavs.data.labels import SOUNDING, TARGET_SECONDS
+    from refavs.synth.labels import SOUNDING_SIZE
 
     g = torch.Generator().manual_seed(seed)
     t, tokens = config.num_frames, config.text_tokens
@@ -98,8 +96,8 @@ def make_lite_batch(config, batch: int, seed: int = 0):
         uids=[f"clip{i}" for i in range(batch)],
         clips=[f"clip{i}" for i in range(batch)],
         visual=visual,
-        sounding=(torch.rand(batch, t, SOUNDING_SIZE, SOUNDING_SIZE, generator=g) > 0.5).float(),
-        target_seconds=(torch.rand(batch, t, generator=g) > 0.5).float())
+        targets={SOUNDING: (torch.rand(batch, t, SOUNDING_SIZE, SOUNDING_SIZE, generator=g) > 0.5).float(),
+                 TARGET_SECONDS: (torch.rand(batch, t, generator=g) > 0.5).float()})
 
 
 def synthetic_batch(config, batch: int):
@@ -204,7 +202,7 @@ def main(argv=None) -> int:
     import torch
 
     from refavs.models.build import build_model
-    from refavs.models.config import get_model_config
+    from refavs.models.registry import get_model_config
 
     if args.threads:
         torch.set_num_threads(args.threads)

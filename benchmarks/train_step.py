@@ -65,7 +65,7 @@ def main(argv=None) -> int:
 
     import torch
 
-    from refavs.models.config import get_model_config
+    from refavs.models.registry import get_model_config
     from refavs.models.eemc import EEMC
     from refavs.training.config import TrainConfig
     from refavs.training.trainer import build_optimizer

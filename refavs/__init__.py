@@ -10,7 +10,9 @@ Sub-packages, by life cycle:
 Importing the package does nothing but define names (``RefAVSPipeline`` is imported on first use).
 """
 
-__version__ = "0.1.0"
+from refavs.version import __version__
+
+__all__ = ["RefAVSPipeline", "__version__"]
 
 
 def __getattr__(name: str):

@@ -28,14 +28,8 @@ COMMAND_MODULES: tuple[str, ...] = (
 """Modules that register subcommands, in the order ``refavs --help`` lists them."""
 
 
-def fail(command: str, message: str, status: int = 2) -> int:
-    """Print ``refavs COMMAND: error: MESSAGE`` on stderr and return ``status`` (the exit status)."""
-    print(f"refavs {command}: error: {message}", file=sys.stderr)
-    return status
-
-
 def build_parser() -> argparse.ArgumentParser:
-    from refavs import __version__
+    from refavs.version import __version__
 
     parser = argparse.ArgumentParser(
         prog="refavs",

@@ -15,8 +15,10 @@ Steps, each printed as it runs (everything lands in ``--out``):
    test_u also with the audio features zeroed and with the text features zeroed, and score the
    ``every-object`` baseline (look, don't listen) beside it, in memory from the cached masks
    (the numbers ``refavs baseline every-object`` then ``refavs score`` give, without the PNGs);
-6. write ``OUT/report.md``, ``OUT/report.json`` and ``OUT/predictions.png`` (frames with true
-   and predicted masks for expressions of each cue type).
+   the model's predictions go to ``OUT/predictions/<model config>`` (``OUT/predictions/lite``)
+   in the scorer's layout;
+6. write ``OUT/report.md``, ``OUT/report.json`` (``kind`` :data:`REPORT_KIND`) and
+   ``OUT/predictions.png`` (frames with true and predicted masks for expressions of each cue type).
 
 ``key=value`` items override the training recipe or the model config, as for ``refavs train``.
 """
@@ -31,12 +33,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from refavs.scoring.report_kinds import DEMO_REPORT_KIND as REPORT_KIND
+
 EVAL_SPLITS: tuple[str, ...] = ("val", "test_s", "test_u", "test_n")
 MIX_SPLITS: tuple[str, str] = ("test_s", "test_u")
 GRID_EXAMPLES_PER_CUE = 2
 MODEL_CONFIG = "lite"
 """The model config the main job trains (``--config``)."""
 DEFAULT_PRESET = "medium"
+"""The Ref-AVS Synth preset the main job generates (``--preset``)."""
+
+
+def predictions_dir(out_dir: str | Path, config: str = MODEL_CONFIG) -> Path:
+    """Where the main job writes the test predictions of the model config ``config`` (scorer's layout)."""
+    return Path(out_dir) / "predictions" / config
 
 
 @dataclass(frozen=True)
@@ -56,7 +66,7 @@ GOALS: tuple[Goal, ...] = (
     Goal("test_n S", 0.05, lower=True), Goal("test_s J - J without text", 0.25),
     Goal("test_s needs_audio J - J without audio", 0.15),
 )
-"""The goals of the main job on Ref-AVS Synth medium (issue 14): it segments, it reads (zeroing
+"""The goals of the main job on Ref-AVS Synth medium: it segments, it reads (zeroing
 the text costs test_s J), and it listens (zeroing the audio costs J on the test_s rows that only
 the sound can decide)."""
 
@@ -107,6 +117,7 @@ class DemoReport:
         values = self.goal_values()
         mix = {k: sum(getattr(self.scores[s].result, k) for s in MIX_SPLITS) / 2 for k in ("J", "F")}
         return {
+            "kind": REPORT_KIND,
             "data_dir": str(self.data_dir),
             "splits": {name: score.to_dict() for name, score in self.scores.items()},
             "mix": mix,
@@ -177,7 +188,7 @@ def run_demo(out_dir: str | Path, preset: str = DEFAULT_PRESET, seed: int = 0, w
     from refavs.baselines import baseline_scores
     from refavs.data.check import check_dataset
     from refavs.data.writer import atomic_write_bytes
-    from refavs.models.config import get_model_config
+    from refavs.models.registry import get_model_config
     from refavs.models.build import load_pretrained
     from refavs.synth.generate import generate, is_generation
     from refavs.training.cli import split_overrides
@@ -187,10 +198,11 @@ def run_demo(out_dir: str | Path, preset: str = DEFAULT_PRESET, seed: int = 0, w
     from refavs.viz.predictions import prediction_grid
 
     out_dir = Path(out_dir)
-    data_dir, run_dir, pred_dir = out_dir / "data", out_dir / "run", out_dir / "predictions"
+    data_dir, run_dir = out_dir / "data", out_dir / "run"
     report = DemoReport(out_dir=out_dir, data_dir=data_dir)
     train_items, model_items = split_overrides(list(overrides))
     model_config = get_model_config(config, model_items)
+    pred_dir = predictions_dir(out_dir, model_config.name)
     train_config = get_train_config(config.removesuffix("-reference"), train_items)
     model_name = f"EEMC {config}" if config != "lite" else "lite EEMC"
 
@@ -235,7 +247,7 @@ def run_demo(out_dir: str | Path, preset: str = DEFAULT_PRESET, seed: int = 0, w
     model = load_pretrained(result.best, device=device or "cpu")
     kwargs = dict(batch_size=train_config.eval_batch_size, device=device or "cpu",
                   mixed_precision=train_config.mixed_precision)  # as training scored val
-    scored = evaluate(model, data_dir, todo, store, features.image, save_pred=pred_dir / "eemc", **kwargs).splits
+    scored = evaluate(model, data_dir, todo, store, features.image, save_pred=pred_dir, **kwargs).splits
     report.scores = {s: known.get(s) or scored[s] for s in EVAL_SPLITS}
     test_splits = EVAL_SPLITS[1:]
     # val chose the checkpoint; the ablations are measured on the test splits of the goals
@@ -248,7 +260,7 @@ def run_demo(out_dir: str | Path, preset: str = DEFAULT_PRESET, seed: int = 0, w
     report.timings["evaluate"] = time.perf_counter() - t
 
     log("[6/6] writing the report ...")
-    prediction_grid(data_dir, pred_dir / "eemc", _grid_rows(data_dir, test_splits), out_dir / "predictions.png")
+    prediction_grid(data_dir, pred_dir, _grid_rows(data_dir, test_splits), out_dir / "predictions.png")
     atomic_write_bytes(out_dir / "report.json", json.dumps(report.to_dict(), indent=2).encode())
     markdown = _markdown(report, preset, seed, model_name)
     atomic_write_bytes(out_dir / "report.md", markdown.encode())

@@ -1,9 +1,18 @@
-"""Shared fixtures: a tiny dataset in the official layout, built with refavs' own writer."""
+"""Shared fixtures: a tiny dataset in the official layout, built with refavs' own writer, and
+Ref-AVS Synth datasets generated once per test run.
+
+The Synth datasets (:func:`synth_factory`, :func:`synth_tiny`) are shared by every module that
+asks for the same parameters, so they are read-only by convention: a test that writes into a
+dataset (a feature cache, predictions, edits) works on a copy made with :func:`copy_dataset`.
+At the end of the run each shared dataset is checked to be as it was generated.
+"""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from types import MappingProxyType
+from typing import Callable
 
 import numpy as np
 import pytest
@@ -17,6 +26,9 @@ SHARED_METADATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "ref
 
 FRAME_SIZE = 48
 AUDIO_RATE = 16_000
+
+SYNTH_SEED = 0
+"""Seed of the shared Ref-AVS Synth datasets."""
 
 
 def square_masks(size: int, box: tuple[int, int, int, int] | None, frames: int = NUM_FRAMES) -> np.ndarray:
@@ -68,3 +80,45 @@ def real_metadata() -> Path:
     if not SHARED_METADATA.is_file():
         pytest.skip(f"the real benchmark metadata is absent ({SHARED_METADATA}); it lives in ../shared")
     return SHARED_METADATA
+
+
+def copy_dataset(src: Path, dst: Path) -> Path:
+    """A private copy of the dataset at ``src`` at ``dst`` (which must not exist), to write into."""
+    shutil.copytree(src, dst)
+    return dst
+
+
+def _tree_state(root: Path) -> dict[str, tuple[int, int]]:
+    """``relative path -> (size, mtime_ns)`` of every file under ``root``."""
+    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="session")
+def synth_factory(tmp_path_factory) -> Callable[..., Path]:
+    """``synth_factory(preset="tiny", size=None, seed=SYNTH_SEED) -> Path``: a Ref-AVS Synth
+    dataset (a preset name or :class:`~refavs.synth.presets.SynthPreset`; ``size`` None for the
+    preset's own), generated on first request and shared read-only for the rest of the run."""
+    from refavs.synth.generate import generate
+
+    made: dict[tuple[str, int | None, int], tuple[Path, dict]] = {}
+
+    def make(preset="tiny", size: int | None = None, seed: int = SYNTH_SEED) -> Path:
+        key = (repr(preset), size, seed)
+        if key not in made:
+            name = preset if isinstance(preset, str) else preset.name
+            root = tmp_path_factory.mktemp(f"synth-{name}-{size or 'preset'}px-seed{seed}") / "data"
+            generate(root, seed=seed, preset=preset, size=size, workers=1)
+            made[key] = root, _tree_state(root)
+        return made[key][0]
+
+    yield make
+    for root, state in made.values():
+        assert _tree_state(root) == state, (f"a test wrote into the shared Synth dataset {root}; "
+                                            "tests that modify data must work on copy_dataset(...)")
+
+
+@pytest.fixture(scope="session")
+def synth_tiny(synth_factory) -> Path:
+    """Ref-AVS Synth ``tiny`` (seed 0, the preset's 64 px), shared read-only."""
+    return synth_factory("tiny")

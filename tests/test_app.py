@@ -16,40 +16,23 @@ from PIL import Image
 from refavs import app
 from refavs.app import AppConfig, UploadError, check_expression, check_upload, format_summary, predict
 from refavs.cli import main
+from refavs.data.video_writer import write_video
 from refavs.inference import InferenceError
 
 MB = 1024 * 1024
 
 
-def write_video(path: Path, seconds: int = 2, fps: int = 4, audio: bool = True, video: bool = True) -> Path:
-    """A small MPEG-4 (+ AAC) file written with PyAV."""
-    with av.open(str(path), mode="w", format="mp4" if video else "adts") as out:
-        v = out.add_stream("mpeg4", rate=fps) if video else None
-        if v is not None:
-            v.width, v.height, v.pix_fmt = 32, 32, "yuv420p"
-        a = out.add_stream("aac", rate=16_000) if audio else None
-        if a is not None:
-            a.layout = "mono"
-        for i in range(seconds * fps if v is not None else 0):
-            frame = av.VideoFrame.from_ndarray(np.full((32, 32, 3), 20 * i, np.uint8), format="rgb24")
-            for packet in v.encode(frame):
-                out.mux(packet)
-        if a is not None:
-            samples = np.zeros((1, 1024), np.float32)
-            for i in range(seconds * 16):
-                frame = av.AudioFrame.from_ndarray(samples, format="fltp", layout="mono")
-                frame.sample_rate, frame.pts = 16_000, i * 1024
-                for packet in a.encode(frame):
-                    out.mux(packet)
-        for stream in (s for s in (v, a) if s is not None):
-            for packet in stream.encode(None):
-                out.mux(packet)
-    return path
+def make_video(path: Path, seconds: int = 2, fps: int = 4, audio: bool = True, video: bool = True) -> Path:
+    """A small 32x32 MPEG-4 (+ silent AAC) file; with ``video=False`` an audio-only AAC file."""
+    frames = [np.full((32, 32, 3), 20 * i, np.uint8) for i in range(seconds * fps)] if video else None
+    silence = np.zeros(seconds * 16 * 1024, np.float32) if audio else None
+    return write_video(path, frames, fps, silence, 16_000, codec="mpeg4",
+                       container_format="mp4" if video else "adts")
 
 
 @pytest.fixture()
 def clip(tmp_path) -> Path:
-    return write_video(tmp_path / "clip.mp4")
+    return make_video(tmp_path / "clip.mp4")
 
 
 def test_importing_the_app_does_not_import_gradio():
@@ -97,7 +80,7 @@ def test_a_file_that_is_not_a_video_is_refused(tmp_path, content, message):
 
 
 def test_an_audio_file_is_refused_as_having_no_video(tmp_path):
-    path = write_video(tmp_path / "sound.aac", video=False)
+    path = make_video(tmp_path / "sound.aac", video=False)
     with pytest.raises(UploadError, match="no video stream"):
         check_upload(path, MB)
 

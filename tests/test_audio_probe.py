@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from refavs.synth.generate import generate, read_scenes
+from refavs.synth.generate import generate
+from refavs.synth.layout import read_scenes
 from refavs.synth.presets import PRESETS
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,4 +1,4 @@
-"""EfficientNet-Lite0 (refavs.models.backbones): ImageNet classes of real photographs, feature maps."""
+"""EfficientNet-Lite0 (refavs.features.backbones): ImageNet classes of real photographs, feature maps."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from refavs.models.backbones import efficientnet_lite as E
+from refavs.features.backbones import efficientnet_lite as E
 
 
 @pytest.fixture(scope="module")
@@ -160,7 +160,7 @@ def test_imports_only_the_standard_library_numpy_and_torch():
     """No torchvision, timm or the companion architecture package; the package itself imports nothing."""
     allowed = {"__future__", "copy", "functools", "hashlib", "importlib", "math", "os", "pathlib", "typing",
                "numpy", "torch"}
-    for module, expected in ((E, allowed), (sys.modules["refavs.models.backbones"], set())):
+    for module, expected in ((E, allowed), (sys.modules["refavs.features.backbones"], set())):
         tree = ast.parse(Path(module.__file__).read_text())
         imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
                     for alias in node.names}

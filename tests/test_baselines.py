@@ -13,18 +13,18 @@ from refavs.data.metadata import read_metadata
 from refavs.features.cache import FeatureStore, extract_features
 from refavs.features.config import get_feature_config
 from refavs.scoring.score import score_predictions
-from refavs.synth.generate import generate
 
+from conftest import copy_dataset
 from test_features_cache import FakeAudio, FakeText
 
 TEST_SPLITS = ["test_s", "test_u", "test_n"]
 
 
 @pytest.fixture(scope="module")
-def synth(tmp_path_factory):
-    """Ref-AVS Synth (tiny, 32 px) with its media cache (target masks), as the demo extracts it."""
-    root = tmp_path_factory.mktemp("baselines") / "data"
-    generate(root, seed=0, preset="tiny", size=32, workers=1)
+def synth(synth_factory, tmp_path_factory):
+    """Ref-AVS Synth (tiny, 32 px) with its media cache (target masks), as the demo extracts it
+    (into a copy of the shared dataset)."""
+    root = copy_dataset(synth_factory("tiny", size=32), tmp_path_factory.mktemp("baselines") / "data")
     config = get_feature_config("tiny")
     extract_features(root, config, TEST_SPLITS, progress=False, media=True, audio_source=FakeAudio(),
                      text_source=FakeText())

@@ -25,7 +25,7 @@ def last_json(capsys) -> dict:
 def test_train_benchmark_lite_trains_on_cached_maps(capsys):
     """benchmarks/train.py --config lite: the synthetic batch is what the lite training loop sees."""
     bench = load_benchmark("train")
-    from refavs.models.config import get_model_config
+    from refavs.models.registry import get_model_config
 
     config = get_model_config("lite")
     batch = bench.make_lite_batch(config, 2)

@@ -12,7 +12,7 @@ from refavs.data.frames import load_clip_frames
 from refavs.data.layout import DatasetLayout
 from refavs.data.masks import MediaError, load_clip_masks
 from refavs.features.audio.encoder import AudioFeaturizer
-from refavs.features.cache import FeatureCacheError, FeatureStore, extract_features
+from refavs.features.cache import FeatureCacheError, FeatureStore, extract_features, open_dataset
 from refavs.features.config import IMAGENET_MEAN, IMAGENET_STD, ImageConfig, TextFeatureConfig, get_feature_config
 from refavs.features.text import TextEncoder
 
@@ -86,8 +86,8 @@ def test_missing_features_and_media_errors_are_clear(cached):
     root, config = cached
     other = config.replace(text=TextFeatureConfig(max_tokens=12))
     with pytest.raises(FeatureCacheError, match="features missing for 0 media folder.* 2 expression.*refavs features"):
-        RefAVSDataset.from_config(root, "train", other)
-    ds = RefAVSDataset.from_config(root, "train", config)
+        open_dataset(root, "train", other)
+    ds = open_dataset(root, "train", config)
     (root / "media" / "clip0_0_10000" / "frames" / "3.jpg").write_bytes(b"not a jpeg")
     with pytest.raises(MediaError, match="clip0_0_10000/frames/3.jpg: unreadable frame"):
         ds[0]

@@ -10,6 +10,7 @@ from PIL import Image
 
 from refavs.cli import main
 from refavs.data.metadata import read_metadata
+from refavs.demo import REPORT_KIND, predictions_dir
 
 
 def report_uid(out, split: str) -> str:
@@ -24,6 +25,7 @@ def test_demo_end_to_end_and_rerun(tmp_path, capsys):
     for step in ("generating Ref-AVS Synth", "no problems", "training lite EEMC", "evaluating", "| goal |"):
         assert step in printed
     report = json.loads((out / "report.json").read_text())
+    assert report["kind"] == REPORT_KIND
     assert set(report["splits"]) == {"val", "test_s", "test_u", "test_n"}
     assert {"J", "F"} <= set(report["splits"]["test_s"]) and "S" in report["splits"]["test_n"]
     assert set(report["mix"]) == {"J", "F"}
@@ -41,7 +43,8 @@ def test_demo_end_to_end_and_rerun(tmp_path, capsys):
     with Image.open(out / "predictions.png") as img:
         assert img.width > 300 and img.height > 300
     assert (out / "report.md").read_text().startswith("# refavs demo")
-    pred = out / "predictions" / "eemc"
+    pred = out / "predictions" / "lite"                  # named for the model config trained
+    assert pred == predictions_dir(out, "lite") and sorted(p.name for p in (out / "predictions").iterdir()) == ["lite"]
     assert (pred / report_uid(out, "test_s")).is_dir() and not (pred / report_uid(out, "val")).exists()
     # a second run reuses the data, the features and the finished run
     assert main(args) == 0
@@ -62,3 +65,4 @@ def test_demo_trains_eemc_tiny_on_request(tmp_path, capsys):
     assert main(["demo", "--out", str(out), "--preset", "tiny", "--config", "tiny", "max_steps=1"]) == 0
     assert "training EEMC tiny" in capsys.readouterr().out
     assert json.loads((out / "run" / "run.json").read_text())["model_config"]["name"] == "tiny"
+    assert [p.name for p in (out / "predictions").iterdir()] == ["tiny"]

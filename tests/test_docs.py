@@ -1,6 +1,7 @@
 """The README and docs/ stay true to the repository: links and pictures exist, the README's
-command table names exactly the CLI's commands, every docs page is listed, and CI runs the
-README's test command."""
+command table names exactly the CLI's commands, every docs page is listed, CI runs the
+README's test command, and the README, the docs (but the dated history) and the code speak of
+the product, not of how the work went."""
 
 from __future__ import annotations
 
@@ -162,3 +163,61 @@ def test_ci_runs_the_readme_test_command():
     assert "pytest" in command
     readme = README.read_text(encoding="utf-8").splitlines()
     assert command in readme, f"README.md does not hold .ci/run's test command verbatim: {command}"
+
+
+# ------------------------------------------------------------------- the product speaks of itself
+
+PROCESS_TALK = [re.compile(p, re.I) for p in (
+    r"\bissues?\s+#?\d+",                          # "issue 14", "issue #5", "issue 14's goals"
+    r"\bsessions?\b",                              # the work's sessions (HTTP / Gradio ones are allowed below)
+    r"\blandings?\b",
+    r"\bsince the (last|previous)\b",
+    r"\bprevious (landing|main job|recipe|change|version|commit)\b",
+    r"\bthe (job|recipe|checkpoints?) before\b",
+    r"\bclosing note\b",
+    r"\buntil \d{4}-\d{2}-\d{2}\b",                # "the main job until 2026-11-28": history
+)]
+"""Talk of how the work went rather than of what the product is. History belongs, dated, in
+docs/experiments.md only."""
+
+ALLOWED_TALK = [re.compile(p, re.I) for p in (
+    r"\b(GitHub )?issue\s+#\d+ of the reference( code's| repository)?",   # a fact about the benchmark's code
+    r"\b(HTTP|HTTPS|Gradio|browser|web|client)[ -]sessions?\b",          # a session of a web client
+)]
+
+HISTORY_PAGE = ROOT / "docs" / "experiments.md"
+
+
+def process_talk(text: str) -> list[str]:
+    """The lines of ``text`` that speak of the process, each as ``line number: line``."""
+    found = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        kept = line
+        for allowed in ALLOWED_TALK:
+            kept = allowed.sub("", kept)
+        if any(p.search(kept) for p in PROCESS_TALK):
+            found.append(f"{number}: {line.strip()}")
+    return found
+
+
+def product_texts() -> list[Path]:
+    """README.md, docs/*.md but the dated history, and every module of the package."""
+    return [README, *(p for p in DOC_PAGES if p != HISTORY_PAGE), *sorted((ROOT / "refavs").rglob("*.py"))]
+
+
+def test_process_talk_is_caught():
+    text = ("Of issue 14's goals, five are met.\nSince the previous landing, medium recolours.\n"
+            "The tiny EEMC was the main job until 2026-11-28.\nNo session of this project had a GPU.\n"
+            "See issue #3.\nThe recipe before it took 14.1 minutes.\n"
+            "The reference code's loader fails (GitHub issue #2 of the reference repository).\n"
+            "Each Gradio session keeps its upload; an HTTP session is reused.\n"
+            "The main job's goals: test_s J >= 0.70.\n")
+    assert [line.split(":")[0] for line in process_talk(text)] == ["1", "2", "3", "4", "5", "6"]
+
+
+def test_the_product_speaks_of_itself():
+    found = [f"{path.relative_to(ROOT)}:{line}" for path in product_texts()
+             for line in process_talk(path.read_text(encoding="utf-8"))]
+    assert found == [], ("these lines speak of the process (issue numbers, sessions, landings, what changed "
+                         "since); state what is, and keep history, dated, in docs/experiments.md:\n"
+                         + "\n".join(found))

@@ -6,9 +6,8 @@ import argparse
 
 import pytest
 
-from refavs.data.dataset import RefAVSDataset
 from refavs.features import cli
-from refavs.features.cache import FeatureStore
+from refavs.features.cache import FeatureStore, open_dataset
 from refavs.features.config import get_feature_config
 
 
@@ -28,7 +27,7 @@ def test_extracts_every_split_with_the_real_tiny_encoders(toy_dataset, capsys):
     feats, mask = store.text("clip0_0_10000_drum_1")
     assert feats.shape == (25, 384) and mask.sum() == 8  # [CLS] the sounding drum on the left [SEP]
     assert store.audio("null_c-clip4_0_10000").shape == (10, 128)
-    batch = RefAVSDataset.from_config(toy_dataset, ["test_u"], config)[0]
+    batch = open_dataset(toy_dataset, ["test_u"], config)[0]
     assert batch.text.shape == (25, 384)
     # a second run finds everything cached
     assert run_cli(["--data-dir", str(toy_dataset), "--no-progress"]) == 0

@@ -11,18 +11,18 @@ import torch
 
 from refavs.data.frames import load_clip_frames, normalize_frames
 from refavs.data.layout import DatasetLayout
-from refavs.features.cache import SOUNDING_SIZE, FeatureStore, cache_paths, extract_features
+from refavs.data.labels import SOUNDING, TARGET_SECONDS, label_source_for
+from refavs.features.cache import FeatureStore, cache_paths, extract_features
 from refavs.features.config import VisualFeatureConfig, get_feature_config
 from refavs.features.visual import dequantize, quantize
 
+from conftest import copy_dataset
+
 
 @pytest.fixture(scope="module")
-def synth(tmp_path_factory):
-    from refavs.synth.generate import generate
-
-    root = tmp_path_factory.mktemp("synth")
-    generate(root, seed=0, preset="tiny", workers=1, force=True)
-    return root
+def synth(synth_tiny, tmp_path_factory):
+    """A copy of the shared Synth ``tiny``: the feature cache is written into it."""
+    return copy_dataset(synth_tiny, tmp_path_factory.mktemp("synth") / "data")
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +44,7 @@ def test_quantisation_error_is_at_most_half_a_level():
 
 def test_cached_maps_are_what_the_model_computes(synth, lite_store):
     from refavs.models.build import build_model
-    from refavs.models.config import get_model_config
+    from refavs.models.registry import get_model_config
 
     config, report, store = lite_store
     assert report.splits["val"]["visual_computed"] == report.splits["val"]["clips"] > 0
@@ -102,26 +102,31 @@ def test_a_second_run_computes_nothing_and_an_interrupted_one_resumes(synth, lit
 
 
 def test_sounding_masks_are_cached_for_synth_data(synth, lite_store):
+    from refavs.synth.labels import SOUNDING_SIZE
     from refavs.synth.sounding import load_sounding_masks
 
     _, report, store = lite_store
     folder = sorted(p.name for p in (synth / "media").iterdir() if p.name.startswith("null_c-"))[0]
     assert report.splits["test_n"]["sounding_computed"] > 0
-    assert np.array_equal(store.sounding(folder), load_sounding_masks(synth, folder, SOUNDING_SIZE))
+    assert np.array_equal(store.cached(SOUNDING, folder), load_sounding_masks(synth, folder, SOUNDING_SIZE))
+    assert store.cached(SOUNDING, "no-such-folder") is None
 
 
 def test_dataset_gives_maps_labels_and_no_frames(synth, lite_store):
     from refavs.data.dataset import RefAVSDataset, collate
 
+    from refavs.synth.labels import SOUNDING_SIZE
+
     config, _, store = lite_store
-    data = RefAVSDataset(synth, "val", store, image=config.image)
+    data = RefAVSDataset(synth, "val", store, image=config.image, labels=label_source_for(synth))
     batch = collate([data[0], data[1]])
     assert batch.pixel_values is None
     assert batch.visual["s8"].shape[:3] == (2, 10, 40) and batch.visual["s16"].shape[:3] == (2, 10, 112)
     assert batch.visual["rgb4"].shape == (2, 10, 3, config.image.size // 4, config.image.size // 4)
-    assert batch.sounding.shape == (2, 10, SOUNDING_SIZE, SOUNDING_SIZE) and batch.target_seconds.shape == (2, 10)
-    without = RefAVSDataset(synth, "val", store, image=config.image, labels=False)[0]
-    assert without.sounding is None and without.target_seconds is None
+    assert batch.targets[SOUNDING].shape == (2, 10, SOUNDING_SIZE, SOUNDING_SIZE)
+    assert batch.targets[TARGET_SECONDS].shape == (2, 10)
+    without = RefAVSDataset(synth, "val", store, image=config.image)[0]
+    assert without.targets == {}
 
 
 def test_visual_settings_are_checked():

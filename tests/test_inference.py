@@ -17,6 +17,7 @@ import pytest
 from PIL import Image
 
 from refavs.cli import main as refavs_main
+from refavs.data.video_writer import write_video
 from refavs.inference import InferenceError, RefAVSPipeline, VideoClip, decode_video
 from refavs.inference.overlay import OverlayStyle
 from refavs.scoring.predictions import load_prediction
@@ -35,33 +36,15 @@ def make_video(path: Path, seconds: float, audio: bool = True) -> Path:
     """An MP4 at 8 fps whose frame ``i`` encodes ``i`` in its colour (red (i % 16) * 16, green
     (i // 16) * 40), with a blue square moving right and, optionally, a 440 Hz tone (AAC)."""
     w, h = SIZE
-    with av.open(str(path), "w") as container:
-        video = container.add_stream("libx264", rate=FPS)
-        video.width, video.height, video.pix_fmt = w, h, "yuv420p"
-        sound = container.add_stream("aac", rate=RATE) if audio else None
-        if sound is not None:
-            sound.layout = "mono"
-        for i in range(int(round(seconds * FPS))):
-            img = np.zeros((h, w, 3), np.uint8)
-            img[..., 0], img[..., 1] = (i % 16) * 16, (i // 16) * 40
-            x = (2 * i) % (w - 10)
-            img[8:18, x:x + 10, 2] = 255
-            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
-            frame.pts = i
-            for packet in video.encode(frame):
-                container.mux(packet)
-        for packet in video.encode():
-            container.mux(packet)
-        if sound is not None:
-            wave = (0.3 * np.sin(2 * np.pi * 440 * np.arange(int(seconds * RATE)) / RATE)).astype(np.float32)
-            for k in range(0, len(wave), 1024):
-                frame = av.AudioFrame.from_ndarray(wave[None, k:k + 1024], format="flt", layout="mono")
-                frame.sample_rate, frame.pts = RATE, k
-                for packet in sound.encode(frame):
-                    container.mux(packet)
-            for packet in sound.encode():
-                container.mux(packet)
-    return path
+    frames = []
+    for i in range(int(round(seconds * FPS))):
+        img = np.zeros((h, w, 3), np.uint8)
+        img[..., 0], img[..., 1] = (i % 16) * 16, (i // 16) * 40
+        x = (2 * i) % (w - 10)
+        img[8:18, x:x + 10, 2] = 255
+        frames.append(img)
+    wave = (0.3 * np.sin(2 * np.pi * 440 * np.arange(int(seconds * RATE)) / RATE)).astype(np.float32)
+    return write_video(path, frames, FPS, wave if audio else None, RATE)
 
 
 def frame_index(frame: np.ndarray) -> int:
@@ -74,7 +57,7 @@ def frame_index(frame: np.ndarray) -> int:
 def files(tmp_path_factory) -> dict[str, Path]:
     import torch
 
-    from refavs.models.config import get_model_config
+    from refavs.models.registry import get_model_config
     from refavs.models.eemc import EEMC
 
     root = tmp_path_factory.mktemp("inference")

@@ -27,11 +27,17 @@ from refavs.data.records import Expression
 
 CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "lite-synth-medium"
 
+OWN_IOU = 0.85
+"""Least IoU of each sentence's masks with the object it names (the README's figures are about 0.9)."""
+OTHER_IOU = 0.05
+"""Most IoU of each sentence's masks with the other object, and of the two sentences' masks (about 0)."""
+
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory):
     """(video path, {sentence: target masks [10, 256, 256]}) for the chosen test_s clip."""
-    from refavs.synth.generate import generate, read_scenes
+    from refavs.synth.generate import generate
+    from refavs.synth.layout import read_scenes
     from refavs.synth.presets import get_preset
     from refavs.synth.stats import twin_ambiguous
     from refavs.synth.video import clip_video
@@ -77,10 +83,12 @@ def test_each_sentence_segments_the_object_it_names(pipe, clip):
     (first, target_a), (second, target_b) = targets.items()
     masks = {sentence: pipe(video, sentence).masks for sentence in targets}
     a, b = masks[first], masks[second]
-    # the named object, not the other one
-    assert iou(a, target_a) > 0.5 and iou(a, target_a) > 3 * iou(a, target_b)
-    assert iou(b, target_b) > 0.5 and iou(b, target_b) > 3 * iou(b, target_a)
-    assert iou(a, b) < 0.3
+    ious = {"first/own": iou(a, target_a), "first/other": iou(a, target_b),
+            "second/own": iou(b, target_b), "second/other": iou(b, target_a), "first/second": iou(a, b)}
+    # the named object, nearly as well as the README reports (about 0.9), and not the other one
+    assert ious["first/own"] >= OWN_IOU and ious["second/own"] >= OWN_IOU, ious
+    assert ious["first/other"] <= OTHER_IOU and ious["second/other"] <= OTHER_IOU, ious
+    assert ious["first/second"] <= OTHER_IOU, ious
 
 
 def test_the_web_demo_gives_the_same_masks(pipe, clip, tmp_path):

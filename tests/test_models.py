@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from refavs.data.batch import ClipBatch
-from refavs.models.config import GROUPS, PAPER_CHECKPOINT, get_model_config
 from refavs.models.eemc import EEMC, UNUSED_PARAMETERS
+from refavs.models.eemc_config import GROUPS, PAPER_CHECKPOINT
+from refavs.models.registry import get_model_config
 
 FAST = ["fusion.num_frames=2"]
 """Two frames per clip keep the behaviour tests quick; the shape test uses the real 10."""

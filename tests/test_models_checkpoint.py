@@ -5,18 +5,25 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from refavs.cli import main as refavs_main
-from refavs.models.checkpoint import CONFIG_FILE, WEIGHTS_FILE, CheckpointError, load_config
-from refavs.models.config import get_model_config
+from refavs.models.checkpoint import (
+    CONFIG_FILE, FORMAT, FORMAT_VERSION, SCHEMA_KEY, WEIGHTS_FILE, CheckpointError, load_config,
+)
 from refavs.models.eemc import EEMC
 from refavs.models.reference_import import import_reference
+from refavs.models.registry import CONFIG_SCHEMA_VERSION, get_model_config
 
 from test_models import FAST, build, logits, make_batch
+
+SHIPPED = Path(__file__).resolve().parents[1] / "checkpoints" / "lite-synth-medium"
+"""A lite checkpoint saved before config.json stated a schema version."""
 
 
 def test_save_then_load_gives_identical_outputs(tmp_path):
@@ -79,6 +86,55 @@ def test_not_a_checkpoint_or_another_format_version(tmp_path):
     (path / CONFIG_FILE).write_text(json.dumps({**data, "format_version": 99}))
     with pytest.raises(CheckpointError, match="format version 99"):
         load_config(path)
+
+
+def test_a_saved_config_states_its_schema_and_the_weights_file_is_unchanged(tmp_path):
+    model = build()
+    path = model.save_pretrained(tmp_path / "ckpt")
+    data = json.loads((path / CONFIG_FILE).read_text())
+    assert data[SCHEMA_KEY] == CONFIG_SCHEMA_VERSION and data["config"]["architecture"] == "eemc"
+    assert (data["format"], data["format_version"]) == (FORMAT, FORMAT_VERSION)
+    with safe_open(str(path / WEIGHTS_FILE), framework="pt") as f:  # same metadata and keys as ever
+        assert f.metadata() == {"format": FORMAT, "format_version": str(FORMAT_VERSION)}
+        assert sorted(f.keys()) == sorted(model.state_dict())
+
+
+def test_the_same_weights_give_the_same_file_bytes():
+    """safetensors writes its metadata map in a per-process order; the saved header is sorted."""
+    import subprocess
+    import sys
+
+    code = ("import sys, torch; from safetensors.torch import save; from refavs.models.checkpoint import "
+            "sorted_metadata; meta = {'format': 'refavs-eemc', 'format_version': '1', 'z': 'a', 'b': 'c'}; "
+            "blob = sorted_metadata(save({'w': torch.arange(6.0)}, metadata=meta), meta); "
+            "sys.stdout.write(blob[:120].hex())")
+    runs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+            for _ in range(4)}
+    assert len(runs) == 1
+    header = bytes.fromhex(runs.pop())
+    assert b'{"__metadata__":{"b":"c","format":"refavs-eemc","format_version":"1","z":"a"}' in header
+
+
+def test_an_old_eemc_config_without_schema_or_architecture_loads(tmp_path):
+    model = build()
+    batch = make_batch(model.config)
+    path = model.save_pretrained(tmp_path / "ckpt")
+    data = json.loads((path / CONFIG_FILE).read_text())
+    del data[SCHEMA_KEY], data["config"]["architecture"]
+    (path / CONFIG_FILE).write_text(json.dumps(data))
+    assert load_config(path) == model.config
+    assert torch.equal(logits(EEMC.from_pretrained(path), batch), logits(model, batch))
+    (path / CONFIG_FILE).write_text(json.dumps({**data, SCHEMA_KEY: CONFIG_SCHEMA_VERSION + 1}))
+    with pytest.raises(CheckpointError, match="saved by a newer refavs"):
+        load_config(path)
+
+
+@pytest.mark.skipif(not (SHIPPED / CONFIG_FILE).is_file(), reason="no shipped lite checkpoint")
+def test_the_shipped_lite_config_without_schema_loads():
+    data = json.loads((SHIPPED / CONFIG_FILE).read_text())
+    assert SCHEMA_KEY not in data
+    config = load_config(SHIPPED)
+    assert config.architecture == "lite" and config.to_dict() == data["config"]
 
 
 # ------------------------------------------------------------------ reference checkpoints

@@ -1,4 +1,5 @@
-"""EEMC configs: derived sizes, named configs, overrides, trainable groups, feature checks."""
+"""Model configs: derived sizes, named configs, the registry, overrides, trainable groups, feature
+checks, saved dicts of older schemas."""
 
 from __future__ import annotations
 
@@ -7,8 +8,12 @@ import json
 import pytest
 
 from refavs.features.config import get_feature_config
-from refavs.models.config import (
-    GROUPS, PAPER_CHECKPOINT, EEMCConfig, apply_overrides, feature_mismatches, get_model_config, is_identity_field,
+from refavs.models.config_base import ModelConfig, feature_mismatches
+from refavs.models.eemc_config import GROUPS, PAPER_CHECKPOINT, EEMCConfig
+from refavs.models.lite_config import LiteConfig
+from refavs.models.overrides import apply_overrides, is_identity_field
+from refavs.models.registry import (
+    CONFIG_SCHEMA_VERSION, MODEL_CONFIGS, get_model_config, model_config_from_dict, upgrade_config_dict,
 )
 
 
@@ -85,9 +90,13 @@ def test_dict_round_trip_through_json():
 
 
 def test_identity_fields():
-    assert is_identity_field("segmenter.embed_dim") and is_identity_field("compat.text_padding_mask")
-    assert not is_identity_field("trainable.groups") and not is_identity_field("compat.visual_tokens_from")
-    assert not is_identity_field("segmenter.checkpoint") and not is_identity_field("adapter.zero_init")
+    def identity(path):
+        return is_identity_field(path, EEMCConfig)
+
+    assert identity("segmenter.embed_dim") and identity("compat.text_padding_mask")
+    assert not identity("trainable.groups") and not identity("compat.visual_tokens_from")
+    assert not identity("segmenter.checkpoint") and not identity("adapter.zero_init")
+    assert is_identity_field("head.dim", LiteConfig) and not is_identity_field("loss.dice_weight", LiteConfig)
 
 
 def test_each_model_config_names_a_feature_preset_that_fits():
@@ -103,3 +112,43 @@ def test_unknown_config_name():
     with pytest.raises(ValueError, match="choose from paper, paper-reference, tiny, tiny-reference"):
         get_model_config("huge")
     assert apply_overrides(get_model_config("tiny"), []) == get_model_config("tiny")
+
+
+def test_the_registry_lists_every_architecture():
+    assert list(MODEL_CONFIGS) == ["paper", "paper-reference", "tiny", "tiny-reference", "lite"]
+    for name in MODEL_CONFIGS:
+        config = get_model_config(name)
+        assert isinstance(config, ModelConfig) and config.name == name
+        assert config.architecture == ("lite" if name == "lite" else "eemc")
+        assert model_config_from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    assert type(get_model_config("lite")) is LiteConfig and type(get_model_config("tiny")) is EEMCConfig
+    with pytest.raises(ValueError, match="choose from paper, paper-reference, tiny, tiny-reference, lite"):
+        get_model_config("huge")
+
+
+def test_the_lite_config_names_its_own_fields_in_feature_checks():
+    assert feature_mismatches(get_model_config("lite"), get_feature_config("lite")) == []
+    problems = feature_mismatches(get_model_config("lite"), get_feature_config("tiny"))
+    assert any("128 px frames but backbone.image_size=160" in p for p in problems)
+    assert any("caches no backbone maps (the lite model reads them)" in p for p in problems)
+
+
+def test_an_eemc_dict_without_architecture_is_upgraded():
+    """EEMC configs saved before every config named its architecture (schema 1) still read."""
+    config = get_model_config("tiny-reference")
+    old = {k: v for k, v in config.to_dict().items() if k != "architecture"}
+    assert model_config_from_dict(old) == config
+    assert model_config_from_dict(old, schema_version=1) == config
+    assert upgrade_config_dict(old, 1)["architecture"] == "eemc"
+    current = get_model_config("lite").to_dict()
+    assert upgrade_config_dict(current) == current == upgrade_config_dict(current, CONFIG_SCHEMA_VERSION)
+
+
+def test_unreadable_config_dicts_are_explained():
+    config = get_model_config("tiny").to_dict()
+    with pytest.raises(ValueError, match="schema version 99 is not one this refavs reads"):
+        model_config_from_dict(config, schema_version=99)
+    with pytest.raises(ValueError, match="unknown model architecture 'huge'; known: eemc, lite"):
+        model_config_from_dict({**config, "architecture": "huge"})
+    with pytest.raises(ValueError, match="architecture must be 'eemc'"):
+        EEMCConfig.from_dict({**config, "architecture": "lite"})

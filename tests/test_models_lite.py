@@ -7,10 +7,12 @@ import math
 import pytest
 import torch
 
+from refavs.data.labels import SOUND_RANKS, SOUNDING, TARGET_SECONDS
 from refavs.models.build import build_model, load_pretrained
 from refavs.models.checkpoint import CheckpointError
-from refavs.models.config import get_model_config, model_config_from_dict
-from refavs.models.lite import LiteEEMC, cached_memory, gated_product_logits
+from refavs.models.lite import LiteEEMC, cached_memory, gated_product_logits, sample_training_frames
+from refavs.models.lite_losses import rank_loss
+from refavs.models.registry import get_model_config, model_config_from_dict
 
 B, T = 2, 10
 
@@ -99,7 +101,7 @@ def test_training_losses_use_a_subset_of_frames_and_train_the_head():
     seconds[:, :5] = 1
     ranks = torch.full((B, T, 2, 48, 48), -1.0)
     ranks[:, :5, :, 10:20, 10:20] = 1.0
-    out = model(masks=masks, sounding=sounding, target_seconds=seconds, sound_ranks=ranks, **x)
+    out = model(masks=masks, targets={SOUNDING: sounding, TARGET_SECONDS: seconds, SOUND_RANKS: ranks}, **x)
     assert out.mask_logits.shape == (B, 3, 256, 256)
     assert out.rank_logits.shape == (B, T, 2, 4, 4)
     assert set(out.losses) == {"mask", "presence", "sounding", "ranks", "target_seconds"}
@@ -111,6 +113,46 @@ def test_training_losses_use_a_subset_of_frames_and_train_the_head():
     # without Synth labels the auxiliary terms are simply absent
     out = model(masks=masks, **x)
     assert set(out.losses) == {"mask", "presence"}
+
+
+def test_a_training_step_draws_only_its_frames_from_the_global_rng():
+    """The frames of a step come from one ``torch.rand(B, T)`` of the global RNG (dropout off), so a
+    seeded run draws the same frames; evaluation and calls without masks draw nothing."""
+    model = build_model(small_config("loss.frames_per_clip=4", "head.dropout=0"), load_pretrained=False).train()
+    x = inputs(model.config)
+    masks = torch.zeros(B, T, 256, 256)
+    masks[:, :, 40:120, 30:90] = 1
+    torch.manual_seed(3)
+    untouched = torch.rand(8)
+    torch.manual_seed(3)
+    frames = sample_training_frames(B, T, 4, "cpu")
+    after_sampling = torch.rand(8)
+    assert frames.shape == (B, 4) and bool((frames.diff(dim=1) > 0).all()) and int(frames.max()) < T
+    torch.manual_seed(3)
+    seconds = (torch.arange(T) % 2).float().expand(B, T)
+    out = model(masks=masks, targets={TARGET_SECONDS: seconds}, **x)
+    assert torch.equal(torch.rand(8), after_sampling)
+    assert out.mask_logits.shape == (B, 4, 256, 256) and "target_seconds" in out.losses
+    torch.manual_seed(3)
+    assert model(**x).loss is None  # no masks: no loss, every frame
+    assert model.eval()(masks=masks, **x).mask_logits.shape == (B, T, 256, 256)
+    assert torch.equal(torch.rand(8), untouched)
+
+
+def test_a_batch_passes_its_targets():
+    from refavs.data.batch import ClipBatch
+
+    torch.manual_seed(0)
+    model = build_model(small_config("loss.frames_per_clip=0", "head.dropout=0"), load_pretrained=False).train()
+    x = inputs(model.config)
+    masks = torch.zeros(B, T, 256, 256)
+    masks[:, :, 40:120, 30:90] = 1
+    targets = {SOUNDING: torch.ones(B, T, 48, 48), TARGET_SECONDS: torch.ones(B, T)}
+    batch = ClipBatch(pixel_values=None, audio=x["audio"], text=x["text"], text_mask=x["text_mask"], masks=masks,
+                      uids=["a", "b"], visual=x["visual"], targets=targets)
+    from_batch, from_arguments = model(batch), model(masks=masks, targets=targets, **x)
+    assert from_batch.losses == from_arguments.losses
+    assert set(from_batch.losses) == {"mask", "presence", "sounding", "target_seconds"}
 
 
 def test_loss_falls_when_fitting_one_batch():
@@ -171,8 +213,6 @@ def test_expressions_of_one_clip_share_its_pass(model):
 
 
 def test_rank_loss_counts_only_labelled_cells():
-    from refavs.models.lite import rank_loss
-
     logits = torch.zeros(1, 1, 2, 2, 2)
     ranks = torch.full((1, 1, 2, 4, 4), -1.0)
     assert float(rank_loss(logits, ranks)) == 0.0          # nothing sounds: no term

@@ -6,18 +6,16 @@ import numpy as np
 import pytest
 
 from refavs.data.dataset import RefAVSDataset
+from refavs.data.labels import TARGET_SECONDS, label_source_for
 from refavs.data.layout import folder_from_uid
 from refavs.data.metadata import read_metadata
 from refavs.synth.negatives import null_negatives
 
 
 @pytest.fixture(scope="module")
-def synth(tmp_path_factory):
-    from refavs.synth.generate import generate
-
-    root = tmp_path_factory.mktemp("synth")
-    generate(root, seed=0, preset="tiny", workers=1, force=True)
-    return root
+def synth(synth_tiny):
+    """The shared Synth ``tiny`` (only read here)."""
+    return synth_tiny
 
 
 class ZeroFeatures:
@@ -32,7 +30,7 @@ class ZeroFeatures:
 
 def test_every_negative_names_nothing_in_its_clip(synth):
     from refavs.synth.expressions import NOTHING, Meaning, resolve
-    from refavs.synth.generate import read_scenes
+    from refavs.synth.layout import read_scenes
     from refavs.synth.scene import Scene
 
     rows = read_metadata(synth, ["train"])
@@ -58,7 +56,7 @@ def test_present_negatives_name_an_object_of_their_clip(synth):
     from dataclasses import replace
 
     from refavs.synth.expressions import Meaning
-    from refavs.synth.generate import read_scenes
+    from refavs.synth.layout import read_scenes
     from refavs.synth.scene import Scene
 
     rows = read_metadata(synth, ["train"])
@@ -80,11 +78,11 @@ def test_a_negative_has_an_empty_target_that_never_sounds(synth):
     negative = null_negatives(synth, rows, 1.0, seed=0)[0]
     positive = next(e for e in rows if e.vid == negative.vid)
     data = RefAVSDataset(synth, "train", ZeroFeatures(), expressions=[positive, negative], check_features=False,
-                         use_media_cache=False)
+                         use_media_cache=False, labels=label_source_for(synth))
     pos, neg = data[0], data[1]
-    assert pos.masks.sum() > 0 and pos.target_seconds is not None
+    assert pos.masks.sum() > 0 and TARGET_SECONDS in pos.targets
     assert neg.masks.shape == pos.masks.shape and neg.masks.sum() == 0
-    assert neg.target_seconds is not None and neg.target_seconds.sum() == 0
+    assert TARGET_SECONDS in neg.targets and neg.targets[TARGET_SECONDS].sum() == 0
     assert neg.clip == pos.clip   # same clip: it joins the clip's batch
 
 
@@ -98,9 +96,11 @@ def test_bad_share_and_other_datasets_are_refused(synth, toy_dataset):
 
 def test_the_trainer_leaves_them_off_without_scenes(toy_dataset):
     from refavs.training.config import get_train_config
-    from refavs.training.trainer import _null_negatives
+    from refavs.training.trainer import training_rows
 
     said = []
     rows = read_metadata(toy_dataset, ["train"])
-    assert _null_negatives(toy_dataset, rows, get_train_config("lite", ["null_negatives=0.3"]), said.append) == []
-    assert "ignored" in said[0] and "scenes.jsonl" in said[0]
+    config = get_train_config("lite", ["null_negatives=0.3", "drop_twin_ambiguous=false"])
+    assert label_source_for(toy_dataset) is None
+    assert training_rows(toy_dataset, config, None, said.append) == rows
+    assert "null_negatives=0.3 ignored" in said[0] and "no label source" in said[0]

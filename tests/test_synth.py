@@ -29,13 +29,12 @@ from refavs.synth import cli as synth_cli
 from refavs.synth.audio import second_span
 from refavs.synth.categories import CATEGORIES, COLOURS, check_table, seen_categories, unseen_categories
 from refavs.synth.expressions import CUE_TYPES, NOTHING, Meaning, resolve, silent_candidates
-from refavs.synth.generate import (GENERATOR_VERSION, OWNED_PATHS, SCENES_FILE, SYNTH_FILE, generate, is_generation,
-                                   read_scenes)
+from refavs.synth.generate import GENERATOR_VERSION, OWNED_PATHS, generate, is_generation
+from refavs.synth.layout import SCENES_FILE, SOUNDING_DIR, SYNTH_FILE, has_sounding, read_scenes, sounding_masks_dir
 from refavs.synth.presets import PRESETS, SynthPreset, check_size
 from refavs.synth.render import shape_mask
 from refavs.synth.scene import ObjectVisual, Scene
-from refavs.synth.sounding import (SOUNDING_DIR, has_sounding, load_sounding_masks, sounding_masks_dir,
-                                   target_sounding_seconds)
+from refavs.synth.sounding import load_sounding_masks, target_sounding_seconds
 
 TEST_PRESET = PRESETS["small"].with_counts(train=16, val=10, test_s=10, test_u=10, test_n=8)
 """Big enough for the per-split shares and the oracles, small enough for seconds."""
@@ -254,6 +253,24 @@ def test_stored_meanings_resolve_to_their_targets(scenes):
             assert list(candidates) == e["candidates_without_audio"]
             expected = len(candidates) > (0 if e["target"] is None else 1)
             assert e["needs_audio"] == int(expected), e["uid"]
+
+
+def test_each_clause_is_defined_once_and_completely():
+    from refavs.synth.expressions import CLAUSES, Filter, Superlative
+
+    # enumeration goes through the clauses in this order: reordering them changes the generated data
+    assert list(CLAUSES) == ["none", "sounding", "silent", "keeps_sounding", "stops_sounding", "starts_sounding",
+                             "appears", "leaves", "loudest", "quietest", "lowest_pitch", "highest_pitch",
+                             "first_sound", "last_sound"]
+    for name, clause in CLAUSES.items():
+        assert clause.name == name
+        assert set(clause.cues) <= set(CUE_TYPES) and clause.uses_audio == ("audio" in clause.cues)
+        assert len(clause.templates) > 1 and all("{np}" in t and "{pos}" in t for t in clause.templates)
+        assert isinstance(clause.rule, Superlative if clause.superlative else Filter)
+    assert {n for n, c in CLAUSES.items() if c.superlative} == {
+        "loudest", "quietest", "lowest_pitch", "highest_pitch", "first_sound", "last_sound"}
+    assert {n for n, c in CLAUSES.items() if c.anchor} == {
+        "none", "sounding", "silent", "loudest", "first_sound", "keeps_sounding", "stops_sounding"}
 
 
 # The no-audio oracle: written here, independently of the generator, from the visual part of the

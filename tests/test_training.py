@@ -197,7 +197,7 @@ def test_two_processes_of_batch_one_equal_one_of_batch_two(toy_with_features, tm
                          capture_output=True, text=True, cwd=REPO, env=env)
     assert two.returncode == 0, two.stderr[-3000:]
     a, b = weights(tmp_path / "one"), weights(tmp_path / "two")
-    from refavs.models.config import get_model_config
+    from refavs.models.registry import get_model_config
     from refavs.models.eemc import EEMC
 
     torch.manual_seed(0)  # the recipe's seed: the weights both runs started from
@@ -258,11 +258,13 @@ def test_expression_signal_diagnostic(toy_with_features, capsys):
 
 def test_twin_ambiguous_rows_can_be_left_out_of_training_on_synth_only(tmp_path):
     from refavs.data.metadata import read_metadata
-    from refavs.synth.generate import generate, read_scenes
+    from refavs.synth.generate import generate
+    from refavs.synth.layout import read_scenes
     from refavs.synth.presets import PRESETS
     from refavs.synth.stats import twin_ambiguous
     from refavs.training.config import get_train_config
-    from refavs.training.trainer import _without_twin_ambiguous
+    from refavs.data.labels import label_source_for
+    from refavs.training.trainer import training_rows
 
     data = tmp_path / "synth"
     generate(data, seed=2, preset=PRESETS["small"].with_counts(train=40, val=0, test_s=0, test_u=0, test_n=0),
@@ -273,14 +275,15 @@ def test_twin_ambiguous_rows_can_be_left_out_of_training_on_synth_only(tmp_path)
     logs: list[str] = []
     on = get_train_config("lite")
     assert on.drop_twin_ambiguous  # the lite recipe's
-    kept = _without_twin_ambiguous(data, rows, on, logs.append)
+    kept = training_rows(data, on, label_source_for(data), logs.append)
     assert [r.uid for r in kept] == [r.uid for r in rows if r.uid not in twins]
     assert f"{len(twins)} twin-ambiguous" in logs[0]
     off = get_train_config("lite", ["drop_twin_ambiguous=false"])
-    assert _without_twin_ambiguous(data, rows, off, logs.append) == rows
+    assert training_rows(data, off, label_source_for(data), logs.append) == rows
     toy = tmp_path / "toy"
-    toy_rows = build_toy_dataset(toy)
-    assert _without_twin_ambiguous(toy, toy_rows, on, logs.append) == toy_rows  # the real layout: no scenes
+    build_toy_dataset(toy)
+    assert label_source_for(toy) is None                 # the real layout: no label source
+    assert training_rows(toy, on, None, logs.append) == read_metadata(toy, ["train"])
     assert "ignored" in logs[-1]
 
 
@@ -288,7 +291,7 @@ def test_a_step_saved_again_never_replaces_the_checkpoint_last_points_at(tmp_pat
     """The second save of one step (after its validation) goes to a new folder: a kill while it is
     written leaves ``last`` on the first, complete one (it used to be deleted before the rename)."""
     from refavs.models.build import build_model
-    from refavs.models.config import get_model_config
+    from refavs.models.registry import get_model_config
     from refavs.training import checkpoint as ckpt
 
     model = build_model(get_model_config("lite", ["head.dim=32", "head.fine_dim=16", "backbone.image_size=64"]),

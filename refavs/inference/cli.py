@@ -16,7 +16,7 @@ import time
 import warnings
 from pathlib import Path
 
-from refavs.cli import fail
+from refavs.console import fail
 
 PROG = "predict"
 

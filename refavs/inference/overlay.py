@@ -16,17 +16,16 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from refavs.data.writer import FILE_MODE, atomic_write_bytes
+from refavs.data.video_writer import write_video
+from refavs.data.writer import atomic_write_bytes
 from refavs.metrics.accumulator import MetricConfig
 
 OVERLAY_STEM = "overlay"
@@ -176,27 +175,7 @@ def write_overlay(frames: Sequence[np.ndarray], directory: str | os.PathLike, ov
 
 
 def _write_mp4(frames: Sequence[np.ndarray], path: Path, style: OverlayStyle) -> Path:
-    import av
-
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        with av.open(tmp, "w", format="mp4", options={"movflags": "+faststart"}) as container:
-            stream = container.add_stream(H264_ENCODER, rate=Fraction(style.fps).limit_denominator(1000))
-            stream.height, stream.width = frames[0].shape[:2]
-            stream.pix_fmt = "yuv420p"
-            stream.options = {"crf": str(style.crf)}
-            for array in frames:
-                for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(array), format="rgb24")):
-                    container.mux(packet)
-            for packet in stream.encode():
-                container.mux(packet)
-        os.chmod(tmp, FILE_MODE)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_video(path, frames, style.fps, codec=H264_ENCODER, pix_fmt="yuv420p", crf=style.crf)
 
 
 def _write_gif(frames: Sequence[np.ndarray], path: Path, style: OverlayStyle) -> Path:

@@ -188,7 +188,7 @@ class InferenceResult:
 
     def summary(self) -> dict[str, Any]:
         """What ``summary.json`` holds (JSON-ready)."""
-        from refavs import __version__
+        from refavs.version import __version__
 
         clip = self.clip
         return {
@@ -258,7 +258,7 @@ class RefAVSPipeline:
         from refavs.features.audio.encoder import build_audio_featurizer
         from refavs.features.config import get_feature_config
         from refavs.features.text import TextEncoder, TextEncoderError
-        from refavs.models.config import feature_mismatches
+        from refavs.models.config_base import feature_mismatches
 
         self.model = model.eval()
         self.config = model.config

@@ -12,18 +12,22 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from refavs.models.config import LiteConfig, ModelConfig
+from refavs.models import eemc_config, lite_config
+from refavs.models.config_base import ModelConfig
 
 
 def model_class(config: ModelConfig) -> type[nn.Module]:
-    """The class that builds ``config``."""
-    if isinstance(config, LiteConfig):
+    """The class that builds ``config``, by its ``architecture``."""
+    # each model module pulls in its own dependencies (transformers for EEMC): imported on demand
+    if config.architecture == lite_config.ARCHITECTURE:
         from refavs.models.lite import LiteEEMC
 
         return LiteEEMC
-    from refavs.models.eemc import EEMC
+    if config.architecture == eemc_config.ARCHITECTURE:
+        from refavs.models.eemc import EEMC
 
-    return EEMC
+        return EEMC
+    raise ValueError(f"no model class for architecture {config.architecture!r}")
 
 
 def build_model(config: ModelConfig, load_pretrained: bool = True) -> nn.Module:

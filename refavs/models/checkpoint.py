@@ -12,11 +12,16 @@ model. :func:`refavs.models.build.load_pretrained` picks the class from the save
   first few named), after the architecture settings in which the weights differ.
 - A checkpoint of another configuration is refused with the settings that differ. Fields that
   only choose initial weights, trainable groups or how visual tokens are obtained may differ
-  (:func:`refavs.models.config.is_identity_field`); the requested values are used.
+  (:func:`refavs.models.overrides.is_identity_field`); the requested values are used.
+- ``config.json`` states the schema of the config it holds (``config_schema_version``, see
+  :mod:`refavs.models.registry`); checkpoints saved before it did are read as schema 1 and
+  upgraded. The weights file and its metadata (``format``, ``format_version``) do not depend on
+  it: the same weights give the same ``model.safetensors`` bytes.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -27,12 +32,18 @@ from typing import Mapping
 
 import torch
 
-from refavs.models.config import ModelConfig, flatten, is_identity_field, model_config_from_dict
+from refavs.models.config_base import ModelConfig
+from refavs.models.overrides import flatten, is_identity_field
+from refavs.models.registry import CONFIG_SCHEMA_VERSION, model_config_from_dict
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
+HEADER_LENGTH_BYTES = 8
+"""A safetensors file starts with its JSON header's length, 8 bytes little-endian."""
 FORMAT = "refavs-eemc"
 FORMAT_VERSION = 1
+SCHEMA_KEY = "config_schema_version"
+"""The key of ``config.json`` that states the schema version of its ``config``."""
 
 
 class CheckpointError(ValueError):
@@ -41,13 +52,13 @@ class CheckpointError(ValueError):
 
 def architecture(config: ModelConfig) -> str:
     """``lite`` or ``eemc``: which model class a config builds."""
-    return getattr(config, "architecture", "eemc")
+    return config.architecture
 
 
 def config_differences(saved: ModelConfig, wanted: ModelConfig, identity_only: bool = True) -> list[str]:
     """``field: checkpoint=..., requested=...`` for every setting that differs (``name`` ignored;
     with ``identity_only``, only fields that define the trained model, see
-    :func:`~refavs.models.config.is_identity_field`). Configs of two architectures differ in
+    :func:`~refavs.models.overrides.is_identity_field`). Configs of two architectures differ in
     that alone."""
     if architecture(saved) != architecture(wanted):
         return [f"architecture: checkpoint={architecture(saved)!r}, requested={architecture(wanted)!r}"]
@@ -61,6 +72,24 @@ def config_differences(saved: ModelConfig, wanted: ModelConfig, identity_only: b
     return out
 
 
+def sorted_metadata(blob: bytes, meta: Mapping[str, str]) -> bytes:
+    """The safetensors file ``blob`` with its ``__metadata__`` entries in sorted order.
+
+    safetensors writes the metadata map in an order that changes from process to process, so the
+    same weights would give files that differ in their header; sorted, they give the same bytes
+    (the header keeps its length: only the order of its entries changes).
+    """
+    size = int.from_bytes(blob[:HEADER_LENGTH_BYTES], "little")
+    header = blob[HEADER_LENGTH_BYTES:HEADER_LENGTH_BYTES + size]
+    wanted = json.dumps(dict(sorted(meta.items())), separators=(",", ":")).encode()
+    for order in itertools.permutations(meta.items()):
+        written = json.dumps(dict(order), separators=(",", ":")).encode()
+        if written in header:
+            header = header.replace(written, wanted, 1)
+            return blob[:HEADER_LENGTH_BYTES] + header + blob[HEADER_LENGTH_BYTES + size:]
+    raise ValueError("the safetensors header does not hold the metadata it was written with")
+
+
 def save_pretrained(model, directory: str | Path) -> Path:
     """Write ``model`` (any model of the family: it has a ``config``) into ``directory`` atomically."""
     from safetensors.torch import save
@@ -69,10 +98,11 @@ def save_pretrained(model, directory: str | Path) -> Path:
     directory.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     meta = {"format": FORMAT, "format_version": str(FORMAT_VERSION)}
-    config = {"format": FORMAT, "format_version": FORMAT_VERSION, "config": model.config.to_dict()}
+    config = {"format": FORMAT, "format_version": FORMAT_VERSION, SCHEMA_KEY: CONFIG_SCHEMA_VERSION,
+              "config": model.config.to_dict()}
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", suffix=".tmp", dir=directory.parent))
     try:
-        (tmp / WEIGHTS_FILE).write_bytes(save(state, metadata=meta))
+        (tmp / WEIGHTS_FILE).write_bytes(sorted_metadata(save(state, metadata=meta), meta))
         (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
         _replace_dir(tmp, directory)
     except BaseException:
@@ -94,7 +124,8 @@ def _replace_dir(src: Path, dst: Path) -> None:
 
 
 def load_config(directory: str | Path) -> ModelConfig:
-    """The model config (:class:`EEMCConfig` or :class:`LiteConfig`) a checkpoint folder was saved with."""
+    """The model config (of any architecture) a checkpoint folder was saved with, upgraded to the
+    current schema when it is older (:func:`refavs.models.registry.upgrade_config_dict`)."""
     path = Path(directory) / CONFIG_FILE
     if not path.is_file():
         raise CheckpointError(f"{directory} is not an EEMC checkpoint (no {CONFIG_FILE})")
@@ -104,7 +135,12 @@ def load_config(directory: str | Path) -> ModelConfig:
     if data.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(f"{path} has format version {data.get('format_version')}; this refavs reads "
                               f"version {FORMAT_VERSION}")
-    return model_config_from_dict(data["config"])
+    if "config" not in data:
+        raise CheckpointError(f"{path} holds no model config")
+    try:
+        return model_config_from_dict(data["config"], data.get(SCHEMA_KEY))
+    except ValueError as e:
+        raise CheckpointError(f"{path}: {e}") from None
 
 
 LISTED_PER_KIND = 6

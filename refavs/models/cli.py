@@ -9,7 +9,7 @@ from pathlib import Path
 
 
 def register(subparsers) -> None:
-    from refavs.models.config import MODEL_CONFIGS
+    from refavs.models.registry import MODEL_CONFIGS
 
     p = subparsers.add_parser(
         "import-reference", help="convert a checkpoint of the reference implementation",
@@ -58,7 +58,7 @@ def run_info(args: argparse.Namespace) -> int:
     import torch
 
     from refavs.models.build import build_model
-    from refavs.models.config import get_model_config
+    from refavs.models.registry import get_model_config
 
     try:
         config = get_model_config(args.config, args.overrides)

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from refavs.data.batch import ClipBatch, clip_slots
 from refavs.models import checkpoint
 from refavs.models.adapters import Adapter, attach_adapters
-from refavs.models.config import GROUPS, EEMCConfig
+from refavs.models.eemc_config import GROUPS, EEMCConfig
 from refavs.models.fusion import MultimodalFusion
 from refavs.models.prompt import DecoderPrompting, QueryPrompt
 from refavs.models.readout import mask_loss, probabilities, read_out_masks
@@ -82,7 +82,7 @@ class EEMC(nn.Module):
     with :meth:`from_pretrained`.
 
     Args:
-        config: the model's settings (:func:`refavs.models.config.get_model_config`).
+        config: the model's settings (:func:`refavs.models.registry.get_model_config`).
         load_pretrained: fetch the segmenter's pretrained weights when its config names a
             checkpoint (False: random init, e.g. before loading a saved EEMC).
 
@@ -130,7 +130,7 @@ class EEMC(nn.Module):
     # ------------------------------------------------------------------------- trainable groups
 
     def module_groups(self) -> dict[str, list[nn.Module]]:
-        """The modules of each named group of :data:`refavs.models.config.GROUPS`."""
+        """The modules of each named group of :data:`refavs.models.eemc_config.GROUPS`."""
         m2f = self.segmenter.model
         return {
             "projections": [self.fusion.audio_proj, self.fusion.text_proj, self.fusion.prompt_proj],

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from refavs.models.config import EEMCConfig
+from refavs.models.eemc_config import EEMCConfig
 
 
 def mlp(in_dim: int, hidden: int, out_dim: int) -> nn.Sequential:
@@ -128,9 +128,9 @@ class MultimodalFusion(nn.Module):
         cache_beta: beta of the cached memory; ``cached_memory`` False skips it.
         modality_tags: insert the tag tokens, filled with ``tag_values``.
         visual_layout, visual_cached_memory, integration_across_clips, text_padding_mask:
-            see :class:`refavs.models.config.CompatConfig`.
+            see :class:`refavs.models.eemc_config.CompatConfig`.
         residual: ``LayerNorm(x + attention(x))`` around the three attentions (see
-            :class:`refavs.models.config.FusionConfig`).
+            :class:`refavs.models.eemc_config.FusionConfig`).
     """
 
     def __init__(self, *, audio_dim: int, text_dim: int, dim: int, prompt_dim: int, mlp_hidden: int,

@@ -4,7 +4,7 @@ Same inputs and outputs as :class:`~refavs.models.eemc.EEMC` (10 frames, per-sec
 text tokens with their mask -> ``[B, T, 256, 256]`` mask logits), built to learn the task on
 a CPU in minutes:
 
-1. **Frozen eyes.** ImageNet EfficientNet-Lite0 (:mod:`refavs.models.backbones.efficientnet_lite`)
+1. **Frozen eyes.** ImageNet EfficientNet-Lite0 (:mod:`refavs.features.backbones.efficientnet_lite`)
    gives each frame a stride-8 and a stride-16 map. Training reads them from the feature cache
    (``ClipBatch.visual``); on raw frames the model runs the backbone itself.
 2. **Where things sound.** Each stride-16 position, with its (x, y) and EEMC's cached-memory cue,
@@ -32,16 +32,20 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Mapping
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from refavs.data.batch import ClipBatch, clip_slots
+from refavs.data.labels import TARGET_SECONDS
+from refavs.features.visual import GUIDE, guide_map
 from refavs.models import checkpoint
 from refavs.models.lite_config import LiteConfig
-from refavs.models.readout import dice_loss, mask_loss, probabilities
-from refavs.models.refine import GUIDE, GuidedRefinement, guide_map
+from refavs.models.lite_losses import lite_loss, null_expression_rows
+from refavs.models.readout import probabilities
+from refavs.models.refine import GuidedRefinement
 
 GROUPS: tuple[str, ...] = ("backbone", "head")
 """Parameter groups of the lite model: the frozen backbone and everything that trains."""
@@ -93,18 +97,11 @@ def cached_memory(x: Tensor, beta: float) -> Tensor:
     return (1 + beta) * x - running
 
 
-def rank_loss(rank_logits: Tensor, ranks: Tensor) -> Tensor:
-    """BCE of ``rank_logits [B, T, 2, g, g]`` against rank maps ``[B, T, 2, s, s]`` (values in [0, 1],
-    -1 where no object sounds; see :mod:`refavs.synth.sound_ranks`), pooled to ``g`` over the
-    labelled pixels; cells less than half labelled are left out. 0 when no cell is labelled."""
-    g = rank_logits.shape[-1]
-    ranks = ranks.to(rank_logits.dtype).flatten(0, 2)[:, None]
-    known = (ranks >= 0).to(ranks.dtype)
-    cover = F.adaptive_avg_pool2d(known, g)
-    target = F.adaptive_avg_pool2d(ranks.clamp(min=0) * known, g) / cover.clamp(min=1e-6)
-    weight = (cover >= 0.5).to(ranks.dtype).reshape(rank_logits.shape)
-    losses = F.binary_cross_entropy_with_logits(rank_logits, target.reshape(rank_logits.shape), reduction="none")
-    return (losses * weight).sum() / weight.sum().clamp(min=1.0)
+def sample_training_frames(batch: int, frames: int, keep: int, device) -> Tensor:
+    """``[batch, keep]``: for each row, ``keep`` of its ``frames`` frames drawn at random without
+    replacement, in increasing order. Draws once from the global torch RNG (``torch.rand(batch,
+    frames)``), so a seeded run draws the same frames."""
+    return torch.rand(batch, frames, device=device).argsort(1)[:, :keep].sort(1).values
 
 
 def gated_product_logits(mask_logits: Tensor, presence_logits: Tensor) -> Tensor:
@@ -174,7 +171,7 @@ class LiteEEMC(nn.Module):
 
     def __init__(self, config: LiteConfig, load_pretrained: bool = True):
         super().__init__()
-        from refavs.models.backbones.efficientnet_lite import FEATURE_CHANNELS, load_efficientnet_lite0
+        from refavs.features.backbones.efficientnet_lite import FEATURE_CHANNELS, load_efficientnet_lite0
 
         self.config = config
         h, inp = config.head, config.inputs
@@ -263,7 +260,7 @@ class LiteEEMC(nn.Module):
         is the refinement's guide, :func:`refavs.models.refine.guide_map`), computed by an
         inference copy of the frozen backbone with its batch norms folded in (about 3x faster on
         a CPU; made once, on first use, on the frames' device)."""
-        from refavs.models.backbones.efficientnet_lite import fused_for_inference
+        from refavs.features.backbones.efficientnet_lite import fused_for_inference
 
         fused = self.__dict__.get("_fused_backbone")  # not a submodule: not saved, not trained
         if fused is None or next(fused.parameters()).device != pixel_values.device:
@@ -275,13 +272,17 @@ class LiteEEMC(nn.Module):
     def forward(self, pixel_values: Tensor | ClipBatch | None = None, audio: Tensor | None = None,
                 text: Tensor | None = None, text_mask: Tensor | None = None, masks: Tensor | None = None,
                 clips: list[str] | None = None, visual: dict[str, Tensor] | None = None,
-                sounding: Tensor | None = None, target_seconds: Tensor | None = None,
-                sound_ranks: Tensor | None = None) -> LiteOutput:
-        """Mask logits for every frame, and the loss when ``masks`` are given.
+                targets: Mapping[str, Tensor] | None = None) -> LiteOutput:
+        """Mask logits for every frame, and the loss (:mod:`refavs.models.lite_losses`) when ``masks``
+        are given.
+
+        In training mode with ``masks``, the stride-8 path and the mask losses see only
+        ``loss.frames_per_clip`` frames of each clip (:func:`sample_training_frames`); the mask
+        logits are then ``[B, k, S, S]`` for those frames.
 
         Args:
             pixel_values: ``[B, T, 3, S, S]`` frames normalised for the backbone, or a whole
-                :class:`ClipBatch` (its ``visual``, ``sounding`` and ``target_seconds`` are used).
+                :class:`ClipBatch` (its ``visual`` and ``targets`` are used).
             audio: ``[B, T, A]``; text: ``[B, L, Dt]``; text_mask: ``[B, L]`` (True: real token).
             masks: ``[B, T, 256, 256]`` targets, or None.
             clips: the B clip ids, or None. Expressions of one clip share its frames and audio,
@@ -290,17 +291,15 @@ class LiteEEMC(nn.Module):
             visual: cached backbone maps ``{"s8": [B, T, 40, g8, g8], "s16": [B, T, 112, g16, g16]}``,
                 and ``"rgb4": [B, T, 3, g4, g4]`` with ``head.refine``; when given, ``pixel_values``
                 may be None.
-            sounding: ``[B, T, s, s]`` sounding-object targets (Synth), or None.
-            target_seconds: ``[B, T]`` whether the target sounds in second t (Synth), or None.
-            sound_ranks: ``[B, T, 2, s, s]`` level and pitch ranks of the sounding objects (Synth;
-                -1 where none sounds), or None.
+            targets: extra training targets by name (:mod:`refavs.data.labels`: ``SOUNDING [B, T, s, s]``,
+                ``TARGET_SECONDS [B, T]``, ``SOUND_RANKS [B, T, 2, s, s]``), each used when present.
         """
         if isinstance(pixel_values, ClipBatch):
             batch = pixel_values
             pixel_values, audio, text, text_mask, masks, clips = (batch.pixel_values, batch.audio, batch.text,
                                                                   batch.text_mask, batch.masks, batch.clips)
-            visual, sounding, target_seconds = batch.visual, batch.sounding, batch.target_seconds
-            sound_ranks = batch.sound_ranks
+            visual, targets = batch.visual, batch.targets
+        targets = dict(targets or {})
         maps = self._maps(pixel_values, visual)
         self._check_inputs(maps, audio, text, text_mask, masks)
         b, t = audio.shape[:2]
@@ -330,8 +329,10 @@ class LiteEEMC(nn.Module):
         rank_logits = None if rank_logits is None else rank_logits[owner]
         g8 = p8.shape[-1]
         # null expressions (no target in any frame), found only when they are to skip the mask loss
-        null_rows = None if masks is None or cfg.loss.null_mask_loss else masks.flatten(1).amax(1) == 0
-        frames = self._training_frames(b, t, masks, audio.device)  # [B, k] frames the fine path sees
+        null_rows = None if masks is None else null_expression_rows(masks, cfg.loss)
+        frames, keep = None, cfg.loss.frames_per_clip
+        if self.training and masks is not None and 0 < keep < t:
+            frames = sample_training_frames(b, t, keep, audio.device)  # [B, k] frames the fine path sees
         subset = frames is not None
         if not subset:
             frames = torch.arange(t, device=audio.device).expand(b, t)
@@ -341,7 +342,8 @@ class LiteEEMC(nn.Module):
             v16 = v16[batch_index, frames]
             context, pad = context[rows], pad[rows]
             masks = masks[batch_index, frames]
-            target_seconds = None if target_seconds is None else target_seconds.gather(1, frames)
+            if TARGET_SECONDS in targets:  # per kept frame; the sounding and rank targets cover every frame
+                targets[TARGET_SECONDS] = targets[TARGET_SECONDS].gather(1, frames)
         x8 = p8[(owner[:, None] * t + frames).flatten()]  # [n, Df, g8, g8]
         guide = None if self.refine is None else maps[GUIDE].flatten(0, 1)[rows]  # [n, 3, g4, g4]
         k = v16.shape[1]
@@ -384,8 +386,9 @@ class LiteEEMC(nn.Module):
                          rank_logits=rank_logits)
         if masks is not None:
             seconds_logits = self.target_seconds(kernel_state).reshape(b, k)
-            out.loss, out.losses = self._loss(out, masks, sounding, target_seconds, seconds_logits, sound_ranks,
-                                              null_rows)
+            out.loss, out.losses = lite_loss(cfg.loss, masks, targets, mask_logits, presence_logits=presence,
+                                             sounding_logits=sounding_logits, rank_logits=rank_logits,
+                                             seconds_logits=seconds_logits, null_rows=null_rows)
         return out
 
     def _clip_features(self, maps: dict[str, Tensor], sounds: Tensor
@@ -429,13 +432,6 @@ class LiteEEMC(nn.Module):
                 rank_logits = rank_logits.permute(0, 1, 3, 2).reshape(c, t, 2, g16, g16)
         return v16, self.proj8(s8), sounding_logits, rank_logits
 
-    def _training_frames(self, b: int, t: int, masks: Tensor | None, device) -> Tensor | None:
-        """``[B, k]`` sorted random frames per clip for a training step (None: every frame)."""
-        k = self.config.loss.frames_per_clip
-        if not self.training or masks is None or not k or k >= t:
-            return None
-        return torch.rand(b, t, device=device).argsort(1)[:, :k].sort(1).values
-
     def _maps(self, pixel_values: Tensor | None, visual: dict[str, Tensor] | None) -> dict[str, Tensor]:
         if visual is not None:
             return visual
@@ -448,33 +444,6 @@ class LiteEEMC(nn.Module):
         b, t = pixel_values.shape[:2]
         maps = self.backbone_maps(pixel_values.flatten(0, 1))
         return {k: v.reshape(b, t, *v.shape[1:]) for k, v in maps.items()}
-
-    def _loss(self, out: LiteOutput, masks: Tensor, sounding: Tensor | None, target_seconds: Tensor | None,
-              seconds_logits: Tensor, sound_ranks: Tensor | None = None, null_rows: Tensor | None = None
-              ) -> tuple[Tensor, dict[str, float]]:
-        w = self.config.loss
-        keep = None if null_rows is None or not null_rows.any() else ~null_rows
-        if keep is None:
-            terms = {"mask": mask_loss(out.mask_logits, masks, w.bce_weight, w.dice_weight)}
-        else:  # null rows teach the presence gate only
-            terms = {"mask": mask_loss(out.mask_logits[keep], masks[keep], w.bce_weight, w.dice_weight)
-                     if keep.any() else out.mask_logits.sum() * 0}
-        if out.presence_logits is not None and w.presence_weight:
-            present = (masks.flatten(2).amax(2) > 0).to(out.presence_logits.dtype)
-            terms["presence"] = w.presence_weight * F.binary_cross_entropy_with_logits(out.presence_logits, present)
-        if out.sounding_logits is not None and sounding is not None and w.sounding_weight:
-            g = out.sounding_logits.shape[-1]
-            target = F.adaptive_avg_pool2d(sounding.float().flatten(0, 1), g).reshape(out.sounding_logits.shape)
-            logits = out.sounding_logits.to(target.dtype)
-            terms["sounding"] = w.sounding_weight * (F.binary_cross_entropy_with_logits(logits, target)
-                                                     + dice_loss(logits, target))
-        if out.rank_logits is not None and sound_ranks is not None and w.rank_weight:
-            terms["ranks"] = w.rank_weight * rank_loss(out.rank_logits, sound_ranks)
-        if target_seconds is not None and w.target_seconds_weight:
-            terms["target_seconds"] = w.target_seconds_weight * F.binary_cross_entropy_with_logits(
-                seconds_logits, target_seconds.to(seconds_logits.dtype))
-        total = sum(terms.values())
-        return total, {k: float(v.detach()) for k, v in terms.items()}
 
     def _check_inputs(self, maps, audio, text, text_mask, masks) -> None:
         c = self.config

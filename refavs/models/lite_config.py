@@ -8,16 +8,22 @@ audio, with a presence score per frame. Same inputs and outputs as EEMC.
 
 Fields marked ``identity: False`` do not change what a trained model computes (they choose
 initial weights or the training loss), so a checkpoint may be loaded with other values of them.
+
+Named configurations (:data:`LITE_CONFIGS`, listed with every other model's in
+:mod:`refavs.models.registry`): ``lite`` (:func:`lite_config`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Callable, Literal, Mapping
 
 from refavs.data.layout import MASK_SIZE, NUM_FRAMES
+from refavs.models.config_base import ConfigMethods
+
+ARCHITECTURE = "lite"
+"""The ``architecture`` of every :class:`LiteConfig`."""
 
 BackboneName = Literal["efficientnet_lite0"]
 
@@ -160,7 +166,7 @@ class LiteLossConfig:
 
 
 @dataclass(frozen=True)
-class LiteConfig:
+class LiteConfig(ConfigMethods):
     """Everything that defines a ``lite`` model.
 
     Attributes:
@@ -172,7 +178,7 @@ class LiteConfig:
     """
 
     name: str = "lite"
-    architecture: Literal["lite"] = "lite"
+    architecture: Literal["lite"] = ARCHITECTURE
     feature_preset: str = "lite"
     mask_size: int = MASK_SIZE
     backbone: LiteBackboneConfig = field(default_factory=LiteBackboneConfig)
@@ -198,8 +204,8 @@ class LiteConfig:
             problems.append(f"head.refine_width must be >= 1, got {self.head.refine_width}")
         if not 0 <= self.head.dropout < 1:
             problems.append(f"head.dropout must be in [0, 1), got {self.head.dropout}")
-        if self.architecture != "lite":
-            problems.append(f"architecture must be 'lite', got {self.architecture!r}")
+        if self.architecture != ARCHITECTURE:
+            problems.append(f"architecture must be {ARCHITECTURE!r}, got {self.architecture!r}")
         if problems:
             raise ValueError(f"invalid lite config {self.name!r}: " + "; ".join(problems))
 
@@ -207,8 +213,8 @@ class LiteConfig:
     def visual_maps(self) -> dict[str, tuple[int, int, int]]:
         """``{name: (channels, g, g)}`` of every per-frame map the model reads from the feature
         cache: the backbone's ``s8`` and ``s16``, and the guide ``rgb4`` with ``head.refine``."""
-        from refavs.models.backbones.efficientnet_lite import FEATURE_CHANNELS
-        from refavs.models.refine import GUIDE, GUIDE_CHANNELS, GUIDE_STRIDE
+        from refavs.features.backbones.efficientnet_lite import FEATURE_CHANNELS
+        from refavs.features.visual import GUIDE, GUIDE_CHANNELS, GUIDE_STRIDE
 
         out = {name: (FEATURE_CHANNELS[name], grid, grid) for name, grid in self.backbone.grids.items()}
         if self.head.refine:
@@ -216,7 +222,16 @@ class LiteConfig:
             out[GUIDE] = (GUIDE_CHANNELS, g4, g4)
         return out
 
-    # the names every model config answers (see refavs.models.config.feature_mismatches)
+    # the names every model config answers (refavs.models.config_base.ModelConfig)
+    @property
+    def input_fields(self) -> Mapping[str, str]:
+        return {"image_size": "backbone.image_size", "num_frames": "inputs.num_frames",
+                "audio_dim": "inputs.audio_dim", "text_dim": "inputs.text_dim", "text_tokens": "inputs.text_tokens"}
+
+    @property
+    def reads_cached_maps(self) -> bool:
+        return True
+
     @property
     def image_size(self) -> int:
         return self.backbone.image_size
@@ -237,16 +252,13 @@ class LiteConfig:
     def text_tokens(self) -> int:
         return self.inputs.text_tokens
 
-    def replace(self, **changes: Any) -> "LiteConfig":
-        return dataclasses.replace(self, **changes)
-
-    def to_dict(self) -> dict:
-        """A JSON-ready dict (tuples become lists)."""
-        return json.loads(json.dumps(dataclasses.asdict(self)))
-
 
 def lite_config() -> LiteConfig:
     """The ``lite`` named configuration: the dataclass defaults, with the parts added after the
     first checkpoints were saved switched on (the refinement, one spatial layer, the spatial prior;
     chosen on val, docs/experiments.md)."""
     return LiteConfig(head=LiteHeadConfig(refine=True, spatial_layers=1, spatial_prior=True))
+
+
+LITE_CONFIGS: dict[str, Callable[[], LiteConfig]] = {"lite": lite_config}
+"""The ``lite`` model's named configurations; each entry builds a fresh :class:`LiteConfig`."""

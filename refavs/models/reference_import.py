@@ -31,7 +31,7 @@ when loading (Swin's ``relative_position_index`` buffers) are dropped; parameter
 be missing (``swin.layernorm``, unused by the backbone) keep their initial values.
 
 The imported model uses the configuration with every reference switch on
-(:func:`refavs.models.config.with_reference_switches`): the reference's visual-token ``view``,
+(:func:`refavs.models.eemc_config.with_reference_switches`): the reference's visual-token ``view``,
 integration attention across clips, no text padding mask, cached memory along the token
 sequence, adapters that replace the attention output, fusion blocks frozen.
 """
@@ -46,7 +46,9 @@ import torch
 from torch import Tensor
 
 from refavs.models.checkpoint import CheckpointError, load_state_dict_strict
-from refavs.models.config import EEMCConfig, apply_overrides, get_model_config, with_reference_switches
+from refavs.models.eemc_config import EEMCConfig, with_reference_switches
+from refavs.models.overrides import apply_overrides
+from refavs.models.registry import get_model_config
 
 PREFIXES: tuple[tuple[str, str], ...] = (
     ("audio_proj.", "fusion.audio_proj."),

@@ -8,29 +8,18 @@ from the stride-8 logits and embeddings plus the frame at stride 4 (``rgb4``: th
 frame averaged over 4 x 4 pixels, 3 channels), so colour edges place the boundary. It starts as
 plain bilinear upsampling (its last convolution is zero) and learns the correction.
 
-The guide is cheap to cache (3 channels at 40 x 40, 8-bit: 4.8 KB a frame) and is computed by the
-same function for the cache (:mod:`refavs.features.visual`) and for raw frames
+The guide is cheap to cache (3 channels at 40 x 40, 8-bit: 4.8 KB a frame) and is computed by one
+function, :func:`refavs.features.visual.guide_map`, for the cache and for raw frames
 (:meth:`refavs.models.lite.LiteEEMC.backbone_maps`).
 """
 
 from __future__ import annotations
 
-from typing import Final
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-GUIDE: Final = "rgb4"
-"""Name of the guide map in the feature cache and in the model's maps."""
-GUIDE_STRIDE: Final = 4
-"""Stride of the guide (and of the refined mask) relative to the model's input frame."""
-GUIDE_CHANNELS: Final = 3
-
-
-def guide_map(pixels: Tensor) -> Tensor:
-    """``[N, 3, S / 4, S / 4]``: normalised frames ``[N, 3, S, S]`` averaged over 4 x 4 pixels."""
-    return F.avg_pool2d(pixels.float(), GUIDE_STRIDE)
+from refavs.features.visual import GUIDE_CHANNELS
 
 
 class GuidedRefinement(nn.Module):

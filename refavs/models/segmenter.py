@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from refavs.models.config import SegmenterConfig
+from refavs.models.eemc_config import SegmenterConfig
 
 
 class SegmenterLoadError(ValueError):

@@ -14,6 +14,7 @@ from refavs.data.masks import MaskResize, load_clip_masks
 from refavs.data.metadata import read_metadata
 from refavs.data.records import Expression
 from refavs.scoring.predictions import load_prediction, missing_predictions
+from refavs.scoring.report_kinds import SCORE_KIND, SPLIT_SCORE_KIND
 
 CueSource = Literal["auto", "column", "keywords"]
 
@@ -22,6 +23,9 @@ NEEDS_AUDIO = "needs_audio"
 
 SEEN_SPLIT, UNSEEN_SPLIT = "test_s", "test_u"
 """The two splits whose mean is the Mix figure."""
+
+"""The ``kind`` field of the ``--json`` object of ``refavs score`` and ``refavs eval``: several
+splits (``{"splits", "Mix_J", "Mix_F"}``), or one split, flat (``{"split", "J", "F", ...}``)."""
 
 
 class MissingPredictionsError(ValueError):
@@ -73,12 +77,14 @@ class ScoreReport:
         return None
 
     def to_dict(self) -> dict:
-        """The ``--json`` object: flat for one split, ``{"splits": ..., "Mix_J", "Mix_F"}`` for several."""
+        """The ``--json`` object: flat for one split, ``{"splits": ..., "Mix_J", "Mix_F"}`` for several;
+        its ``kind`` (:data:`SPLIT_SCORE_KIND` or :data:`SCORE_KIND`) says which."""
         if len(self.splits) == 1:
             (score,) = self.splits.values()
-            return {"split": score.split, "aggregation": self.aggregation, **score.to_dict()}
+            return {"kind": SPLIT_SCORE_KIND, "split": score.split, "aggregation": self.aggregation,
+                    **score.to_dict()}
         mix = self.mix
-        return {"aggregation": self.aggregation,
+        return {"kind": SCORE_KIND, "aggregation": self.aggregation,
                 "splits": {name: s.to_dict() for name, s in self.splits.items()},
                 "Mix_J": None if mix is None else mix["J"], "Mix_F": None if mix is None else mix["F"]}
 

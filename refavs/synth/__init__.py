@@ -12,7 +12,11 @@ its sounding-object masks in ``gt_sounding/`` and the options in ``synth.json``.
 - :mod:`~refavs.synth.expressions` meanings, their resolution, needs_audio, cue tags and wordings
 - :mod:`~refavs.synth.generate`    the API: ``generate(out_dir, seed, preset, size, workers)``
 - :mod:`~refavs.synth.files`       a clip's files (the official writer's bytes), staged and moved into place
+- :mod:`~refavs.synth.layout`      the names of Synth's own files and their readers; ``is_synth(root)``
 - :mod:`~refavs.synth.sounding`    sounding-object masks (``gt_sounding/``, Synth only) and their reader
+- :mod:`~refavs.synth.sound_ranks` the sounding objects' level and pitch ranks, as maps
+- :mod:`~refavs.synth.labels`      Synth's labels as a plug-in of the reader and the feature cache
+- :mod:`~refavs.synth.negatives`   null training rows drawn from the scenes
 - :mod:`~refavs.synth.stats`       distributions per split (``refavs synth --stats``)
 - :mod:`~refavs.synth.figure`      the overview picture (``refavs synth --figure``)
 - :mod:`~refavs.synth.cli`         the ``refavs synth`` command

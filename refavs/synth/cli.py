@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from refavs.cli import fail
+from refavs.console import fail
 
 
 def register(subparsers) -> None:

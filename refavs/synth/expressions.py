@@ -11,8 +11,10 @@ referred to, :data:`NOTHING` (a null expression) or :data:`AMBIGUOUS` (never wri
 remain possible. An expression ``needs_audio`` when that leaves more than one object (or,
 for a null expression, any object at all): only listening decides.
 
-Each meaning is said with one of several templates (:data:`CLAUSES`), so one meaning has
-several wordings and one wording pattern serves many meanings.
+Every clause is defined once, in :data:`CLAUSES`: its wordings, its cue types, the rule that
+decides it and what must be seen for it to be possible. Each meaning is said with one of
+several templates, so one meaning has several wordings and one wording pattern serves many
+meanings.
 """
 
 from __future__ import annotations
@@ -97,67 +99,214 @@ class Descriptor:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
+# ---------------------------------------------------------------------------------------------
+# Clauses. A filter has a "holds" test (the object fits) and a "clearly not" test (it plainly
+# does not fit); an object that is neither is a close call that makes the meaning AMBIGUOUS.
+
+def _runs(seconds: Sequence[int]) -> list[tuple[int, int]]:
+    """Maximal runs ``[start, end)`` of consecutive seconds."""
+    runs: list[tuple[int, int]] = []
+    for s in seconds:
+        if runs and runs[-1][1] == s:
+            runs[-1] = (runs[-1][0], s + 1)
+        else:
+            runs.append((s, s + 1))
+    return runs
+
+
+def _stopped(o: SceneObject) -> bool:
+    """Sounded for at least MIN_RUN seconds in a row, then was silent for at least MIN_RUN seconds to the end."""
+    runs = _runs(o.audio.seconds)
+    return bool(runs) and runs[-1][1] <= NUM_FRAMES - MIN_RUN and runs[-1][1] - runs[-1][0] >= MIN_RUN
+
+
+def _started_late(o: SceneObject) -> bool:
+    """Silent for the first MIN_RUN seconds or more, then sounded for at least MIN_RUN seconds in a row."""
+    runs = _runs(o.audio.seconds)
+    return bool(runs) and runs[0][0] >= MIN_RUN and runs[0][1] - runs[0][0] >= MIN_RUN
+
+
+def _appears(v: ObjectVisual) -> bool:
+    """Off screen for the first MIN_RUN frames or more, then on screen."""
+    return v.first_frame >= MIN_RUN
+
+
+def _leaves(v: ObjectVisual) -> bool:
+    """Gone for the last MIN_RUN frames or more."""
+    return v.end_frame <= NUM_FRAMES - MIN_RUN
+
+
+def _always_on_screen(v: ObjectVisual) -> bool:
+    """On screen in every frame (it can sound the whole time)."""
+    return all(v.visible)
+
+
+def _room_to_stop(v: ObjectVisual) -> bool:
+    """On screen long enough for a run of MIN_RUN seconds that ends at least MIN_RUN seconds before the end."""
+    return min(v.end_frame, NUM_FRAMES - MIN_RUN) - v.first_frame >= MIN_RUN
+
+
+def _room_to_start(v: ObjectVisual) -> bool:
+    """On screen long enough for a run of MIN_RUN seconds that starts at second MIN_RUN or later."""
+    return v.end_frame - max(v.first_frame, MIN_RUN) >= MIN_RUN
+
+
+def _possible(v: ObjectVisual) -> bool:
+    """Any look may fit (the clause is decided by the audio alone, or by nothing)."""
+    return True
+
+
+@dataclass(frozen=True)
+class Filter:
+    """A clause that keeps the head's objects passing a test ("that stops sounding").
+
+    Attributes:
+        holds: whether an object fits.
+        clearly_not: whether it plainly does not fit (neither = a close call).
+    """
+
+    holds: Callable[[SceneObject], bool]
+    clearly_not: Callable[[SceneObject], bool]
+
+    def apply(self, scope: Sequence[SceneObject]) -> Resolution:
+        fits = [o for o in scope if self.holds(o)]
+        if any(not self.holds(o) and not self.clearly_not(o) for o in scope):
+            return AMBIGUOUS
+        if not fits:
+            return NOTHING
+        return fits[0].fid if len(fits) == 1 else AMBIGUOUS
+
+
+SMALLEST, LARGEST = 1, -1
+"""Which end of a superlative's key is picked (the sign its key is sorted by)."""
+
+
+@dataclass(frozen=True)
+class Superlative:
+    """A clause that picks one of the head's sounding objects by a key ("the loudest").
+
+    Attributes:
+        key: the compared quantity of a sounding object.
+        pick: :data:`SMALLEST` or :data:`LARGEST`.
+    """
+
+    key: Callable[[SceneObject], float]
+    pick: int
+
+    def apply(self, scope: Sequence[SceneObject]) -> Resolution:
+        sounding = [o for o in scope if o.audio.sounds]
+        if not sounding:
+            return NOTHING
+        if len(sounding) < 2:   # "the loudest" of one sounding object is no real comparison
+            return AMBIGUOUS
+        ranked = sorted(sounding, key=lambda o: self.pick * self.key(o))
+        return ranked[0].fid if self.key(ranked[0]) != self.key(ranked[1]) else AMBIGUOUS
+
+
 @dataclass(frozen=True)
 class Clause:
-    """How a clause narrows the head's objects down.
+    """A clause: how it narrows the head's objects down and how it is said.
 
     Attributes:
         name: its id (stored in the meaning).
-        superlative: True for "the loudest" style clauses (pick one among the head's sounding
-            objects); False for filters ("that stops sounding").
         cues: the cue types it adds.
-        uses_audio: whether deciding it takes hearing the clip.
         templates: wordings, with ``{np}`` (noun phrase) and ``{pos}`` (" on the left" or "").
+        rule: how it is decided with everything known (a :class:`Filter` or a :class:`Superlative`).
+        could_hold: whether an object that looks like this could fit it, whatever the audio.
+            Objects only sound while on screen, so some audio clauses need a long enough stay;
+            visual clauses are decided exactly.
+        anchor: whether an anchor may carry it ("the object to the left of the bell that stops
+            sounding").
     """
 
     name: str
-    superlative: bool
     cues: tuple[str, ...]
-    uses_audio: bool
     templates: tuple[str, ...]
+    rule: Filter | Superlative
+    could_hold: Callable[[ObjectVisual], bool] = _possible
+    anchor: bool = False
+
+    @property
+    def superlative(self) -> bool:
+        """True for "the loudest" style clauses (one among the head's sounding objects)."""
+        return isinstance(self.rule, Superlative)
+
+    @property
+    def uses_audio(self) -> bool:
+        """Whether deciding it takes hearing the clip."""
+        return "audio" in self.cues
+
+    def apply(self, scope: Sequence[SceneObject]) -> Resolution:
+        """What it refers to among ``scope`` (the head's objects), knowing everything."""
+        return self.rule.apply(scope)
 
 
 CLAUSES: dict[str, Clause] = {c.name: c for c in (
-    Clause("none", False, (), False,
-           ("the {np}{pos}", "the {np} that can be seen{pos}", "the {np} shown{pos}")),
-    Clause("sounding", False, ("audio",), True,
-           ("the sounding {np}{pos}", "the {np}{pos} that is making a sound", "the {np}{pos} making sound")),
-    Clause("silent", False, ("audio",), True,
-           ("the silent {np}{pos}", "the {np}{pos} that makes no sound", "the {np}{pos} that stays quiet")),
-    Clause("keeps_sounding", False, ("audio", "temporal"), True,
+    Clause("none", (),
+           ("the {np}{pos}", "the {np} that can be seen{pos}", "the {np} shown{pos}"),
+           Filter(lambda o: True, lambda o: False),
+           anchor=True),
+    Clause("sounding", ("audio",),
+           ("the sounding {np}{pos}", "the {np}{pos} that is making a sound", "the {np}{pos} making sound"),
+           Filter(lambda o: o.audio.sounds, lambda o: not o.audio.sounds),
+           anchor=True),
+    Clause("silent", ("audio",),
+           ("the silent {np}{pos}", "the {np}{pos} that makes no sound", "the {np}{pos} that stays quiet"),
+           Filter(lambda o: not o.audio.sounds, lambda o: o.audio.sounds),
+           anchor=True),
+    Clause("keeps_sounding", ("audio", "temporal"),
            ("the {np}{pos} that keeps making sound", "the {np}{pos} that sounds the whole time",
-            "the {np}{pos} making sound all the time")),
-    Clause("stops_sounding", False, ("audio", "temporal"), True,
+            "the {np}{pos} making sound all the time"),
+           Filter(lambda o: len(o.audio.seconds) == NUM_FRAMES,
+                  lambda o: len(o.audio.seconds) <= NUM_FRAMES - MIN_RUN),
+           could_hold=_always_on_screen, anchor=True),
+    Clause("stops_sounding", ("audio", "temporal"),
            ("the {np}{pos} that stops sounding", "the {np}{pos} that falls silent",
-            "the {np}{pos} that stops making sound")),
-    Clause("starts_sounding", False, ("audio", "temporal"), True,
+            "the {np}{pos} that stops making sound"),
+           Filter(_stopped, lambda o: not o.audio.sounds or o.audio.seconds[-1] == NUM_FRAMES - 1),
+           could_hold=_room_to_stop, anchor=True),
+    Clause("starts_sounding", ("audio", "temporal"),
            ("the {np}{pos} that starts sounding later", "the {np}{pos} that is silent at first and then sounds",
-            "the {np}{pos} that begins to make sound later")),
-    Clause("appears", False, ("visual", "temporal"), False,
+            "the {np}{pos} that begins to make sound later"),
+           Filter(_started_late, lambda o: not o.audio.sounds or o.audio.seconds[0] == 0),
+           could_hold=_room_to_start),
+    Clause("appears", ("visual", "temporal"),
            ("the {np}{pos} that appears later", "the {np}{pos} that comes into view",
-            "the {np}{pos} that enters the scene later")),
-    Clause("leaves", False, ("visual", "temporal"), False,
+            "the {np}{pos} that enters the scene later"),
+           Filter(lambda o: _appears(o.visual), lambda o: o.visual.first_frame == 0),
+           could_hold=_appears),
+    Clause("leaves", ("visual", "temporal"),
            ("the {np}{pos} that leaves the scene", "the {np}{pos} that disappears",
-            "the {np}{pos} that goes out of view")),
-    Clause("loudest", True, ("audio",), True,
-           ("the {np}{pos} making the loudest sound", "the loudest {np}{pos}", "the {np}{pos} that sounds the loudest")),
-    Clause("quietest", True, ("audio",), True,
+            "the {np}{pos} that goes out of view"),
+           Filter(lambda o: _leaves(o.visual), lambda o: o.visual.end_frame == NUM_FRAMES),
+           could_hold=_leaves),
+    Clause("loudest", ("audio",),
+           ("the {np}{pos} making the loudest sound", "the loudest {np}{pos}", "the {np}{pos} that sounds the loudest"),
+           Superlative(lambda o: o.audio.level_db, LARGEST),
+           anchor=True),
+    Clause("quietest", ("audio",),
            ("the {np}{pos} making the quietest sound", "the quietest sounding {np}{pos}",
-            "the {np}{pos} with the softest sound")),
-    Clause("lowest_pitch", True, ("audio",), True,
+            "the {np}{pos} with the softest sound"),
+           Superlative(lambda o: o.audio.level_db, SMALLEST)),
+    Clause("lowest_pitch", ("audio",),
            ("the {np}{pos} with the lowest pitch", "the {np}{pos} making the lowest sound",
-            "the lowest-pitched {np}{pos}")),
-    Clause("highest_pitch", True, ("audio",), True,
+            "the lowest-pitched {np}{pos}"),
+           Superlative(lambda o: o.audio.pitch_hz, SMALLEST)),
+    Clause("highest_pitch", ("audio",),
            ("the {np}{pos} with the highest pitch", "the {np}{pos} making the highest sound",
-            "the highest-pitched {np}{pos}")),
-    Clause("first_sound", True, ("audio", "temporal"), True,
+            "the highest-pitched {np}{pos}"),
+           Superlative(lambda o: o.audio.pitch_hz, LARGEST)),
+    Clause("first_sound", ("audio", "temporal"),
            ("the first {np}{pos} to make a sound", "the {np}{pos} that sounds first",
-            "the {np}{pos} that starts making sound first")),
-    Clause("last_sound", True, ("audio", "temporal"), True,
+            "the {np}{pos} that starts making sound first"),
+           Superlative(lambda o: o.audio.onset, SMALLEST),
+           anchor=True),
+    Clause("last_sound", ("audio", "temporal"),
            ("the last {np}{pos} to start making a sound", "the {np}{pos} that starts sounding last",
-            "the {np}{pos} that is the last to make a sound")),
+            "the {np}{pos} that is the last to make a sound"),
+           Superlative(lambda o: o.audio.onset, LARGEST)),
 )}
-"""Every clause, by name."""
+"""Every clause, by name; enumeration and statistics go through them in this order."""
 
 POSITION_PHRASES: dict[str, tuple[str, ...]] = {
     "left": (" on the left", " on the left side"),
@@ -174,10 +323,6 @@ RELATIONS: dict[str, tuple[str, ...]] = {
 }
 """Relations to an anchor and their wordings. The target is the one head-matching object in
 a column strictly on that side of the anchor's column."""
-
-ANCHOR_CLAUSES: tuple[str, ...] = ("none", "sounding", "silent", "loudest", "first_sound", "keeps_sounding",
-                                   "stops_sounding")
-"""Clauses an anchor may carry ("the object to the left of the bell that stops sounding")."""
 
 NAMED_TEXTURES: tuple[str, ...] = ("striped", "dotted", "checkered")
 """Textures expressions mention ("solid" is no cue)."""
@@ -233,106 +378,6 @@ class Meaning:
                    None if d.get("anchor") is None else cls.from_dict(d["anchor"]))
 
 
-# ---------------------------------------------------------------------------------------------
-# Filters: for each, "holds" (the object fits) and "clearly not" (it plainly does not fit);
-# an object that is neither is a close call that makes the meaning AMBIGUOUS.
-
-def _runs(seconds: Sequence[int]) -> list[tuple[int, int]]:
-    """Maximal runs ``[start, end)`` of consecutive seconds."""
-    runs: list[tuple[int, int]] = []
-    for s in seconds:
-        if runs and runs[-1][1] == s:
-            runs[-1] = (runs[-1][0], s + 1)
-        else:
-            runs.append((s, s + 1))
-    return runs
-
-
-def _stopped(o: SceneObject) -> bool:
-    """Sounded for at least MIN_RUN seconds in a row, then was silent for at least MIN_RUN seconds to the end."""
-    runs = _runs(o.audio.seconds)
-    return bool(runs) and runs[-1][1] <= NUM_FRAMES - MIN_RUN and runs[-1][1] - runs[-1][0] >= MIN_RUN
-
-
-def _started_late(o: SceneObject) -> bool:
-    """Silent for the first MIN_RUN seconds or more, then sounded for at least MIN_RUN seconds in a row."""
-    runs = _runs(o.audio.seconds)
-    return bool(runs) and runs[0][0] >= MIN_RUN and runs[0][1] - runs[0][0] >= MIN_RUN
-
-
-def _appears(v: ObjectVisual) -> bool:
-    """Off screen for the first MIN_RUN frames or more, then on screen."""
-    return v.first_frame >= MIN_RUN
-
-
-def _leaves(v: ObjectVisual) -> bool:
-    """Gone for the last MIN_RUN frames or more."""
-    return v.end_frame <= NUM_FRAMES - MIN_RUN
-
-
-FILTERS: dict[str, tuple[Callable[[SceneObject], bool], Callable[[SceneObject], bool]]] = {
-    "none": (lambda o: True, lambda o: False),
-    "sounding": (lambda o: o.audio.sounds, lambda o: not o.audio.sounds),
-    "silent": (lambda o: not o.audio.sounds, lambda o: o.audio.sounds),
-    "keeps_sounding": (lambda o: len(o.audio.seconds) == NUM_FRAMES,
-                       lambda o: len(o.audio.seconds) <= NUM_FRAMES - MIN_RUN),
-    "stops_sounding": (_stopped, lambda o: not o.audio.sounds or o.audio.seconds[-1] == NUM_FRAMES - 1),
-    "starts_sounding": (_started_late, lambda o: not o.audio.sounds or o.audio.seconds[0] == 0),
-    "appears": (lambda o: _appears(o.visual), lambda o: o.visual.first_frame == 0),
-    "leaves": (lambda o: _leaves(o.visual), lambda o: o.visual.end_frame == NUM_FRAMES),
-}
-"""Filter clauses: name -> (holds, clearly does not hold)."""
-
-
-def could_hold(clause: str, v: ObjectVisual) -> bool:
-    """Whether an object that looks like ``v`` could fit ``clause``, whatever the audio.
-
-    Objects only sound while on screen, so some audio clauses need a long enough stay; visual
-    clauses are decided exactly.
-    """
-    if clause == "keeps_sounding":
-        return all(v.visible)
-    if clause == "stops_sounding":     # a run of MIN_RUN seconds ending at least MIN_RUN before the end
-        return min(v.end_frame, NUM_FRAMES - MIN_RUN) - v.first_frame >= MIN_RUN
-    if clause == "starts_sounding":    # a run of MIN_RUN seconds starting at MIN_RUN or later
-        return v.end_frame - max(v.first_frame, MIN_RUN) >= MIN_RUN
-    if clause == "appears":
-        return _appears(v)
-    if clause == "leaves":
-        return _leaves(v)
-    return True
-
-
-SUPERLATIVE_KEYS: dict[str, tuple[Callable[[SceneObject], float], int]] = {
-    "loudest": (lambda o: o.audio.level_db, -1),
-    "quietest": (lambda o: o.audio.level_db, 1),
-    "lowest_pitch": (lambda o: o.audio.pitch_hz, 1),
-    "highest_pitch": (lambda o: o.audio.pitch_hz, -1),
-    "first_sound": (lambda o: o.audio.onset, 1),
-    "last_sound": (lambda o: o.audio.onset, -1),
-}
-"""Superlative clauses: name -> (key, +1 to pick the smallest key or -1 the largest)."""
-
-
-def _apply_clause(clause: str, scope: Sequence[SceneObject]) -> Resolution:
-    if CLAUSES[clause].superlative:
-        sounding = [o for o in scope if o.audio.sounds]
-        if not sounding:
-            return NOTHING
-        if len(sounding) < 2:   # "the loudest" of one sounding object is no real comparison
-            return AMBIGUOUS
-        key, sign = SUPERLATIVE_KEYS[clause]
-        ranked = sorted(sounding, key=lambda o: sign * key(o))
-        return ranked[0].fid if key(ranked[0]) != key(ranked[1]) else AMBIGUOUS
-    holds, clearly_not = FILTERS[clause]
-    fits = [o for o in scope if holds(o)]
-    if any(not holds(o) and not clearly_not(o) for o in scope):
-        return AMBIGUOUS
-    if not fits:
-        return NOTHING
-    return fits[0].fid if len(fits) == 1 else AMBIGUOUS
-
-
 def _side(relation: str, target: ObjectVisual, anchor: ObjectVisual) -> bool:
     t, a = COLUMNS.index(target.column), COLUMNS.index(anchor.column)
     return t < a if relation == "left_of" else t > a
@@ -342,7 +387,7 @@ def resolve(meaning: Meaning, scene: Scene) -> Resolution:
     """What ``meaning`` refers to in ``scene``, knowing everything."""
     scope = [o for o in scene.objects if meaning.head.matches(o.visual)]
     if meaning.anchor is None:
-        return _apply_clause(meaning.clause, scope)
+        return CLAUSES[meaning.clause].apply(scope)
     anchor = resolve(meaning.anchor, scene)
     if not isinstance(anchor, int):
         return anchor
@@ -356,13 +401,15 @@ def resolve(meaning: Meaning, scene: Scene) -> Resolution:
 def silent_candidates(meaning: Meaning, visuals: Sequence[ObjectVisual]) -> tuple[int, ...]:
     """The objects (indices into ``visuals``, i.e. fids) ``meaning`` may refer to when the audio is unknown.
 
-    Audio clauses keep every head-matching object that could fit them (see :func:`could_hold`);
-    visual clauses are decided exactly. With a relation, every possible anchor is tried and the
-    single object on the named side of it (if there is one) is kept.
+    Each clause keeps the head-matching objects that could fit it (:attr:`Clause.could_hold`):
+    audio clauses those on screen long enough, visual clauses exactly those that fit. With a
+    relation, every possible anchor is tried and the single object on the named side of it (if
+    there is one) is kept.
     """
     scope = [i for i, v in enumerate(visuals) if meaning.head.matches(v)]
     if meaning.anchor is None:
-        return tuple(i for i in scope if could_hold(meaning.clause, visuals[i]))
+        could_hold = CLAUSES[meaning.clause].could_hold
+        return tuple(i for i in scope if could_hold(visuals[i]))
     found: set[int] = set()
     for a in silent_candidates(meaning.anchor, visuals):
         fits = [i for i in scope if i != a and _side(meaning.relation, visuals[i], visuals[a])]
@@ -450,17 +497,17 @@ def enumerate_meanings(scene: Scene, pool: Sequence[Category], use_names: bool =
     anchors: list[tuple[Meaning, int, tuple[int, ...]]] = []
     for head in heads:
         scope = scopes[head]
-        for clause in CLAUSES:
-            if clause == "none" and head.is_generic and head.column is None:
+        for clause in CLAUSES.values():
+            if clause.name == "none" and head.is_generic and head.column is None:
                 continue   # "the object" says nothing
-            key = (scope, clause)
+            key = (scope, clause.name)
             if key not in results:
-                results[key] = _apply_clause(clause, [scene.objects[i] for i in scope])
-                candidates[key] = tuple(i for i in scope if could_hold(clause, visuals[i]))
-            meaning = Meaning(head, clause)
+                results[key] = clause.apply([scene.objects[i] for i in scope])
+                candidates[key] = tuple(i for i in scope if clause.could_hold(visuals[i]))
+            meaning = Meaning(head, clause.name)
             add(meaning, results[key], candidates[key])
-            if (isinstance(results[key], int) and head.column is None and clause in ANCHOR_CLAUSES
-                    and not (head.is_generic and clause == "none")):
+            if (isinstance(results[key], int) and head.column is None and clause.anchor
+                    and not (head.is_generic and clause.name == "none")):
                 anchors.append((meaning, results[key], candidates[key]))
     if null:
         return out

@@ -20,7 +20,7 @@ from refavs.data.layout import NUM_FRAMES, DatasetLayout
 from refavs.data.writer import atomic_write_bytes
 from refavs.synth.audio import WINDOW_SECONDS
 from refavs.synth.categories import COLOURS
-from refavs.synth.generate import read_scenes
+from refavs.synth.layout import read_scenes, read_synth_info
 
 EXPRESSION_COLOURS: tuple[tuple[int, int, int], ...] = (
     (255, 60, 60), (60, 200, 255), (255, 220, 0), (90, 255, 120), (255, 110, 255), (255, 160, 50))
@@ -68,8 +68,6 @@ LEGEND = ("Ref-AVS Synth {root} (seed {seed}, preset {preset}, {size} px). Rings
 
 
 def _options(root: Path) -> dict:
-    from refavs.synth.generate import read_synth_info
-
     info = read_synth_info(root)
     return {"seed": info["seed"], "preset": info["preset"]["name"], "size": info["size"]}
 

@@ -24,7 +24,7 @@ import soundfile as sf
 
 from refavs.data.layout import DatasetLayout
 from refavs.data.writer import AUDIO_SAMPLE_RATE, FILE_MODE, _encode_image
-from refavs.synth.sounding import sounding_mask_path
+from refavs.synth.layout import sounding_mask_path
 
 STAGING_DIR = ".staging"
 """Hidden folder of the dataset in which clips are staged (removed at the end of a run)."""

@@ -47,7 +47,8 @@ from refavs.synth.files import STAGING_DIR, ClipFiles, remove_staging
 from refavs.synth.presets import SynthPreset, check_size, get_preset
 from refavs.synth.render import render_clip
 from refavs.synth.scene import sample_scene
-from refavs.synth.sounding import SOUNDING_DIR, sounding_union
+from refavs.synth.layout import SCENES_FILE, SOUNDING_DIR, SYNTH_FILE, read_synth_info
+from refavs.synth.sounding import sounding_union
 
 GENERATOR_VERSION = "1.1"
 """Version of the generator's output; changes whenever the same seed would give other files.
@@ -61,7 +62,6 @@ SPLIT_CODES: dict[str, str] = {"train": "tr", "val": "va", "test_s": "ts", "test
 EXTRA_COLUMNS: tuple[str, ...] = ("cue", "needs_audio")
 """Columns metadata.csv has beyond the official five."""
 
-SCENES_FILE, SYNTH_FILE = "scenes.jsonl", "synth.json"
 OWNED_PATHS: tuple[str, ...] = ("media", "gt_mask", SOUNDING_DIR, "metadata.csv", SCENES_FILE, SYNTH_FILE, STAGING_DIR)
 """What a generator run writes (and, with ``force``, replaces in a folder holding an earlier run)."""
 
@@ -317,7 +317,7 @@ def split_counts(results: list[ClipResult]) -> dict[str, dict[str, int]]:
 
 def synth_info(seed: int, preset: SynthPreset, size: int, counts: dict[str, dict[str, int]]) -> dict:
     """The content of synth.json."""
-    from refavs import __version__
+    from refavs.version import __version__
 
     return {
         "generator": "refavs.synth",
@@ -335,24 +335,6 @@ def synth_info(seed: int, preset: SynthPreset, size: int, counts: dict[str, dict
         "categories": [c.to_dict() for c in CATEGORIES],
         "counts": counts,
     }
-
-
-def read_synth_info(root: str | Path) -> dict:
-    """synth.json of a dataset folder; FileNotFoundError naming it when absent (not a Synth dataset)."""
-    path = Path(root) / SYNTH_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: {root} is not a finished Ref-AVS Synth dataset "
-                                f"(`refavs synth --out {root}` writes it last)")
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
-def read_scenes(root: str | Path) -> list[dict]:
-    """The records of scenes.jsonl, in clip order; FileNotFoundError naming it when absent."""
-    path = Path(root) / SCENES_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: {root} is not a Ref-AVS Synth dataset")
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
 
 
 def is_generation(root: str | Path, seed: int, preset: str | SynthPreset, size: int | None = None) -> bool:

@@ -31,7 +31,8 @@ MAX_DRAWS_PER_NEGATIVE = 20
 
 
 def null_negatives(data_dir: str | Path, expressions: Sequence[Expression], share: float,
-                   seed: int = 0, present: bool = False) -> list[Expression]:
+                   seed: int = 0, present: bool = False,
+                   records: Sequence[dict] | None = None) -> list[Expression]:
     """About ``share * len(expressions)`` null expressions for the clips of ``expressions``.
 
     Each clip receives its share (``share`` times its own expressions, rounded with a seeded
@@ -46,16 +47,18 @@ def null_negatives(data_dir: str | Path, expressions: Sequence[Expression], shar
     Raises:
         FileNotFoundError: ``data_dir`` has no scenes.jsonl (not Ref-AVS Synth).
         ValueError: ``share`` is negative, or an expression's clip or meaning is not in scenes.jsonl.
+
+    ``records``: scenes.jsonl's records when the caller has read them already (not read again).
     """
     from refavs.synth.expressions import NOTHING, Meaning, resolve
-    from refavs.synth.generate import read_scenes
+    from refavs.synth.layout import read_scenes
     from refavs.synth.scene import Scene
 
     if share < 0:
         raise ValueError(f"null negatives: share must be >= 0, got {share}")
     if share == 0 or not expressions:
         return []
-    records = {rec["vid"]: rec for rec in read_scenes(data_dir)}
+    records = {rec["vid"]: rec for rec in (read_scenes(data_dir) if records is None else records)}
     meanings: dict[str, Meaning] = {}
     for rec in records.values():
         for e in rec["expressions"]:

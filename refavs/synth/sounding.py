@@ -26,31 +26,7 @@ import numpy as np
 
 from refavs.data.layout import MASK_SIZE, NUM_FRAMES
 from refavs.data.masks import MaskResize, MediaError, load_mask
-
-SOUNDING_DIR = "gt_sounding"
-"""Folder (beside ``gt_mask``) holding the sounding-object masks of every media folder."""
-
-
-def sounding_masks_dir(data_dir: str | Path, folder: str) -> Path:
-    """``<data_dir>/gt_sounding/<folder>``: the sounding-object masks of one media folder."""
-    return Path(data_dir) / SOUNDING_DIR / folder
-
-
-def sounding_mask_path(data_dir: str | Path, folder: str, t: int) -> Path:
-    """The PNG of second ``t`` (``0000t.png``, as in ``gt_mask``)."""
-    return sounding_masks_dir(data_dir, folder) / f"{t:05d}.png"
-
-
-def has_sounding(data_dir: str | Path) -> bool:
-    """True when ``data_dir`` is a finished Ref-AVS Synth dataset with sounding-object masks.
-
-    Only Ref-AVS Synth (generator version 1.1 and later) writes them; on the real benchmark,
-    or a Synth folder of an older generator, this is False and callers must not ask for them.
-    """
-    from refavs.synth.generate import SYNTH_FILE
-
-    root = Path(data_dir)
-    return (root / SYNTH_FILE).is_file() and (root / SOUNDING_DIR).is_dir()
+from refavs.synth.layout import SOUNDING_DIR, has_sounding, read_scenes, sounding_mask_path, sounding_masks_dir
 
 
 def sounding_union(object_masks: np.ndarray, seconds: Sequence[Sequence[int]]) -> np.ndarray:
@@ -100,8 +76,6 @@ def target_sounding_seconds(data_dir: str | Path,
     Only Ref-AVS Synth has scenes.jsonl: FileNotFoundError naming it elsewhere (the real benchmark).
     ``records``: scenes.jsonl's records when the caller has read them already (not read again).
     """
-    from refavs.synth.generate import read_scenes
-
     out: dict[tuple[str, int], np.ndarray] = {}
     for rec in read_scenes(data_dir) if records is None else records:
         for obj in rec["objects"]:

@@ -13,7 +13,7 @@ import numpy as np
 
 from refavs.data.layout import NUM_FRAMES, SPLITS
 from refavs.synth.expressions import CLAUSES, CUE_TYPES
-from refavs.synth.generate import read_scenes, read_synth_info
+from refavs.synth.layout import read_scenes, read_synth_info
 
 AREA_PERCENTILES: tuple[int, ...] = (10, 50, 90)
 """Percentiles of the referred objects' mask area that the table shows."""

@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from refavs.cli import fail as _fail
+from refavs.console import fail as _fail
 from refavs.data.layout import SPLITS
 
 
@@ -25,7 +25,7 @@ def split_overrides(overrides: list[str]) -> tuple[list[str], list[str]]:
 
 
 def register(subparsers) -> None:
-    from refavs.models.config import MODEL_CONFIGS
+    from refavs.models.registry import MODEL_CONFIGS
 
     p = subparsers.add_parser(
         "train", help="train an EEMC model (one process, or many under torchrun / accelerate launch)",
@@ -75,7 +75,7 @@ def run_train(args: argparse.Namespace) -> int:
     from refavs.features.cache import FeatureCacheError
     from refavs.features.text import TextEncoderError
     from refavs.models.checkpoint import CheckpointError
-    from refavs.models.config import get_model_config
+    from refavs.models.registry import get_model_config
     from refavs.models.segmenter import SegmenterLoadError
     from refavs.training.checkpoint import ResumeError
     from refavs.training.config import get_train_config

@@ -124,7 +124,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict) -> "TrainConfig":
         """The config a :meth:`to_dict` dict describes; unknown keys are an error."""
-        from refavs.models.config import config_from_dict
+        from refavs.models.overrides import config_from_dict
 
         return config_from_dict(cls, data)
 
@@ -152,7 +152,7 @@ TRAIN_RECIPES = {"paper": _paper, "tiny": _tiny, "lite": _lite}
 
 def get_train_config(name: str, overrides: Iterable[str] = ()) -> TrainConfig:
     """The named recipe with ``key=value`` overrides applied."""
-    from refavs.models.config import apply_overrides
+    from refavs.models.overrides import apply_overrides
 
     try:
         config = TRAIN_RECIPES[name]()

@@ -22,7 +22,11 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from refavs.models.config import ModelConfig, model_config_from_dict
+from refavs.data.labels import LabelSource, RowOptions, apply_row_options
+from refavs.data.metadata import read_metadata
+from refavs.data.records import Expression
+from refavs.models.config_base import ModelConfig
+from refavs.models.registry import model_config_from_dict
 from refavs.training.config import TrainConfig
 
 if TYPE_CHECKING:
@@ -85,7 +89,7 @@ def _append_log(run_dir: Path, record: dict) -> None:
 
 
 def _run_info(model_config: ModelConfig, train_config: TrainConfig, data_dir: Path) -> dict:
-    from refavs import __version__
+    from refavs.version import __version__
 
     return {"refavs_version": __version__, "data_dir": str(data_dir.resolve()),
             "model_config": model_config.to_dict(), "train_config": train_config.to_dict()}
@@ -116,7 +120,7 @@ def prepare_features(data_dir: Path, model_config: ModelConfig, splits, cache_di
     from refavs.data.metadata import read_metadata
     from refavs.features.cache import FeatureStore, extract_features
     from refavs.features.config import get_feature_config
-    from refavs.models.config import feature_mismatches
+    from refavs.models.config_base import feature_mismatches
 
     features = get_feature_config(model_config.feature_preset)
     problems = feature_mismatches(model_config, features)
@@ -130,40 +134,12 @@ def prepare_features(data_dir: Path, model_config: ModelConfig, splits, cache_di
     return features, store
 
 
-def _is_synth(data_dir: Path, option: str, log) -> bool:
-    """Whether ``data_dir`` is Ref-AVS Synth (it has ``scenes.jsonl``), which the Synth-only
-    ``option`` needs; if not, says in ``log`` that the option is ignored."""
-    from refavs.synth.generate import SCENES_FILE
-
-    if (data_dir / SCENES_FILE).is_file():
-        return True
-    log(f"{option} ignored: {data_dir} is not Ref-AVS Synth (no {SCENES_FILE})")
-    return False
-
-
-def _null_negatives(data_dir: Path, rows: list, cfg: TrainConfig, log) -> list:
-    """The recipe's null training expressions (``null_negatives``), where the data allows them."""
-    if not cfg.null_negatives or not _is_synth(data_dir, f"null_negatives={cfg.null_negatives}", log):
-        return []
-    from refavs.synth.negatives import null_negatives
-
-    negatives = null_negatives(data_dir, rows, cfg.null_negatives, cfg.seed, cfg.null_negatives_present)
-    log(f"{len(negatives)} null negatives added to {len(rows)} training expressions")
-    return negatives
-
-
-def _without_twin_ambiguous(data_dir: Path, rows: list, cfg: TrainConfig, log) -> list:
-    """``rows`` less those whose target has a look-alike that mono audio cannot tell apart
-    (``drop_twin_ambiguous``, Ref-AVS Synth only)."""
-    if not cfg.drop_twin_ambiguous or not _is_synth(data_dir, "drop_twin_ambiguous", log):
-        return rows
-    from refavs.synth.generate import read_scenes
-    from refavs.synth.stats import twin_ambiguous
-
-    twins = {e["uid"] for scene in read_scenes(data_dir) for e in scene["expressions"] if twin_ambiguous(scene, e)}
-    kept = [r for r in rows if r.uid not in twins]
-    log(f"{len(rows) - len(kept)} twin-ambiguous training expressions left out, {len(kept)} kept")
-    return kept
+def training_rows(data_dir: Path, cfg: TrainConfig, labels: LabelSource | None, log) -> list[Expression]:
+    """The training split's rows under the recipe's row options (``drop_twin_ambiguous``,
+    ``null_negatives``), as the dataset's label source honours them; without one the options are
+    ignored, and ``log`` says so."""
+    options = RowOptions(cfg.null_negatives, cfg.null_negatives_present, cfg.drop_twin_ambiguous, cfg.seed)
+    return apply_row_options(labels, data_dir, read_metadata(data_dir, ["train"]), options, log)
 
 
 def train(model_config: ModelConfig, train_config: TrainConfig, data_dir: str | Path, run_dir: str | Path,
@@ -179,6 +155,7 @@ def train(model_config: ModelConfig, train_config: TrainConfig, data_dir: str | 
     from torch.utils.data import DataLoader
 
     from refavs.data.dataset import RefAVSDataset, collate
+    from refavs.data.labels import label_source_for
     from refavs.data.metadata import read_metadata
     from refavs.data.writer import atomic_write_bytes
     from refavs.models.build import build_model, model_class
@@ -230,10 +207,10 @@ def train(model_config: ModelConfig, train_config: TrainConfig, data_dir: str | 
         raise TrainingError(f"model config {model_config.name!r} trains no parameter (trainable.groups)")
     optimizer = build_optimizer(params, cfg)
 
-    train_rows = _without_twin_ambiguous(data_dir, read_metadata(data_dir, ["train"]), cfg,
-                                         log if env.is_main else lambda m: None)
-    negatives = _null_negatives(data_dir, train_rows, cfg, log if env.is_main else lambda m: None)
-    train_set = RefAVSDataset(data_dir, "train", store, image=features.image, expressions=train_rows + negatives)
+    labels = label_source_for(data_dir)  # a dataset's extra targets and row options (Ref-AVS Synth's)
+    train_rows = training_rows(data_dir, cfg, labels, log if env.is_main else lambda m: None)
+    train_set = RefAVSDataset(data_dir, "train", store, image=features.image, expressions=train_rows,
+                              labels=labels)
     groups = clip_groups(train_set.clips) if cfg.batch_by_clip else None
     per_group = cfg.expressions_per_clip  # None unless batch_by_clip (TrainConfig checks)
     steps_per_epoch = len(rank_batches(len(train_set), cfg.seed, 0, cfg.batch_size, env.rank,

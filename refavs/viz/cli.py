@@ -6,7 +6,7 @@ import argparse
 import functools
 from pathlib import Path
 
-from refavs.cli import fail
+from refavs.console import fail
 
 
 def _dpi(text: str) -> int:
@@ -31,7 +31,7 @@ def register(subparsers) -> None:
                     "Exit status: 0 written, 2 bad arguments or inputs (one line on stderr).",
         epilog="examples:\n"
                "  refavs viz sample --data-dir runs/demo/data --split test_s --index 0 --out sample.png\n"
-               "  refavs viz sample --data-dir runs/demo/data --uid UID --pred runs/demo/predictions/eemc "
+               "  refavs viz sample --data-dir runs/demo/data --uid UID --pred runs/demo/predictions/lite "
                "--out sample.png\n"
                "  refavs viz report --report runs/demo/report.json --out report.png",
         formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -56,7 +56,9 @@ def register(subparsers) -> None:
 
     r = kinds.add_parser("report", help="an evaluation report: per-split table, per-cue bar charts",
                          description="Draw an evaluation report: the JSON printed by `refavs score --json` or "
-                                     "`refavs eval --json`, or the main job's report.json.")
+                                     "`refavs eval --json`, or the main job's report.json. The JSON's `kind` "
+                                     "field (refavs-score, refavs-split-score, refavs-demo-report) says which; "
+                                     "any other JSON is refused.")
     r.add_argument("--report", type=Path, required=True, help="the report JSON file")
     r.add_argument("--out", type=Path, required=True, help="the PNG to write")
     r.add_argument("--dpi", type=_dpi, default=100, help="pixels per inch (default 100: 1500 px wide)")

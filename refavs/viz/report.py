@@ -1,13 +1,21 @@
 """A picture of an evaluation report: a per-split table and per-cue bar charts.
 
-Three JSON shapes are read (see :func:`parse_report`):
+Every report JSON that refavs writes names its kind in a ``kind`` field, and
+:func:`parse_report` reads the three kinds by that field alone (:data:`READERS`):
 
-- ``refavs score --json`` and ``refavs eval --json`` with several splits (both print
+- ``refavs-score`` (:data:`~refavs.scoring.report_kinds.SCORE_KIND`): ``refavs score --json`` and
+  ``refavs eval --json`` with several splits (both print
   :meth:`ScoreReport.to_dict <refavs.scoring.score.ScoreReport.to_dict>`):
-  ``{"aggregation", "splits": {name: split}, "Mix_J", "Mix_F"}``;
-- the same with one split, flat: ``{"split", "aggregation", "J", "F", "S", ..., "cues"}``;
-- the main job's ``report.json`` (:meth:`DemoReport.to_dict <refavs.demo.DemoReport.to_dict>`):
-  ``{"splits", "mix", "needs_audio", "without_audio", "baseline_every_object", "goals", ...}``.
+  ``{"kind", "aggregation", "splits": {name: split}, "Mix_J", "Mix_F"}``;
+- ``refavs-split-score`` (:data:`~refavs.scoring.report_kinds.SPLIT_SCORE_KIND`): the same with one
+  split, flat: ``{"kind", "split", "aggregation", "J", "F", "S", ..., "cues"}``;
+- ``refavs-demo-report`` (:data:`~refavs.scoring.report_kinds.DEMO_REPORT_KIND`): the main job's ``report.json``
+  (:meth:`DemoReport.to_dict <refavs.demo.DemoReport.to_dict>`): ``{"kind", "splits", "mix",
+  "needs_audio", "without_audio", "baseline_every_object", "goals", ...}``.
+
+A JSON object of another kind is refused with a :class:`ReportError` naming the file. Files
+written without the field are read by one fallback, :func:`kind_without_field`: each kind has
+one key that only it holds at its top level (:data:`UNMARKED_KEYS`).
 
 A split is ``{"J", "F", "S", "n_expressions", "n_frames", "n_frames_with_object", "cues":
 {cue: {...}}}``. The figure (matplotlib, Agg canvas) shows the per-split table (expressions,
@@ -23,9 +31,13 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Callable, Literal
+
+from refavs.scoring.report_kinds import DEMO_REPORT_KIND as REPORT_KIND
+from refavs.scoring.report_kinds import SCORE_KIND, SPLIT_SCORE_KIND
 
 ReportKind = Literal["score", "demo"]
+"""The figure's layout: ``score`` (a table and per-cue charts) or ``demo`` (with goals and ablations)."""
 
 SPLIT_COLOURS: dict[str, str] = {"train": "#2ca02c", "val": "#8c8c8c", "test_s": "#1f77b4",
                                  "test_u": "#ff7f0e", "test_n": "#9467bd"}
@@ -45,7 +57,8 @@ NOTES = ("J: mean IoU (p > 0.4);  F: F-measure (beta^2 = 0.3), n/a without objec
 
 
 class ReportError(ValueError):
-    """The JSON is none of the report kinds this module draws; the message names the file."""
+    """The file is missing, not JSON, or not a report of a kind this module draws; the message
+    names the file."""
 
 
 @dataclass(frozen=True)
@@ -90,7 +103,8 @@ class ReportData:
     """A report in one shape, whatever JSON it came from.
 
     Attributes:
-        kind: ``score`` (``refavs score --json`` / ``refavs eval --json``) or ``demo`` (``report.json``).
+        kind: the layout: ``score`` (``refavs score --json`` / ``refavs eval --json``) or ``demo``
+            (the main job's ``report.json``).
         source: where it was read from (for titles and errors).
         splits: split name -> ``{"J", "F", "S", "n_expressions", "n_frames", ..., "cues"}``.
         aggregation: ``dataset`` or ``reference`` when the JSON says.
@@ -138,45 +152,75 @@ def _mix(splits: dict[str, dict], j, f) -> dict | None:
     return None
 
 
+def _read_score(data: dict, source: str) -> ReportData:
+    splits = _check_splits(data.get("splits"), source)
+    return ReportData(kind="score", source=source, splits=splits, aggregation=data.get("aggregation"),
+                      mix=_mix(splits, data.get("Mix_J"), data.get("Mix_F")))
+
+
+def _read_split_score(data: dict, source: str) -> ReportData:
+    name = data.get("split")
+    if not isinstance(name, str):
+        raise ReportError(f"{source}: a {SPLIT_SCORE_KIND} without a 'split' name")
+    return ReportData(kind="score", source=source, splits={name: _check_split(name, data, source)},
+                      aggregation=data.get("aggregation"))
+
+
+def _read_demo(data: dict, source: str) -> ReportData:
+    splits = _check_splits(data.get("splits"), source)
+    mix = data.get("mix") or {}
+    train = data.get("train") or {}
+    details = [f"data {data['data_dir']}" if data.get("data_dir") else "",
+               f"{train['steps']} training steps" if "steps" in train else "",
+               f"{data['minutes']:.1f} minutes end to end" if isinstance(data.get("minutes"), (int, float)) else ""]
+    goals = data.get("goals")
+    return ReportData(
+        kind="demo", source=source, splits=splits, aggregation="dataset",
+        mix=_mix(splits, mix.get("J"), mix.get("F")),
+        without_audio=_check_splits(data.get("without_audio") or {}, source, "without_audio"),
+        without_text=_check_splits(data.get("without_text") or {}, source, "without_text"),
+        baseline=_check_splits(data.get("baseline_every_object") or {}, source, "baseline_every_object"),
+        needs_audio=data.get("needs_audio") if isinstance(data.get("needs_audio"), dict) else None,
+        goals=goals if isinstance(goals, dict) else {},
+        details=";  ".join(d for d in details if d))
+
+
+READERS: dict[str, Callable[[dict, str], ReportData]] = {
+    SCORE_KIND: _read_score, SPLIT_SCORE_KIND: _read_split_score, REPORT_KIND: _read_demo}
+"""The reader of each report kind, by the JSON's ``kind`` field."""
+
+UNMARKED_KEYS: dict[str, str] = {"goals": REPORT_KIND, "Mix_J": SCORE_KIND, "split": SPLIT_SCORE_KIND}
+"""For files written without a ``kind`` field: the top-level key that marks each kind."""
+
+
+def kind_without_field(data: dict) -> str | None:
+    """The kind of a report written without a ``kind`` field: that of the first key of
+    :data:`UNMARKED_KEYS` it holds, or None."""
+    return next((kind for key, kind in UNMARKED_KEYS.items() if key in data), None)
+
+
 def parse_report(data, source: str = "<report>") -> ReportData:
-    """Recognise the kind of a report's JSON object and bring it to :class:`ReportData`.
+    """Read a report's JSON object by its ``kind`` field (see the module docstring) into :class:`ReportData`.
 
     Raises:
-        ReportError: ``data`` is none of the kinds of the module docstring (the message names ``source``).
+        ReportError: ``data`` is not an object, its kind is none of :data:`READERS`, or it is
+            malformed; the message names ``source``.
     """
-    kinds = "`refavs score --json`, `refavs eval --json` or the main job's report.json"
+    expected = ", ".join(READERS)
     if not isinstance(data, dict):
-        raise ReportError(f"{source}: a JSON {type(data).__name__}, not an object from {kinds}")
-    if isinstance(data.get("splits"), dict) and "goals" in data and "needs_audio" in data:
-        splits = _check_splits(data["splits"], source)
-        mix = data.get("mix") or {}
-        train = data.get("train") or {}
-        details = [f"data {data['data_dir']}" if data.get("data_dir") else "",
-                   f"{train['steps']} training steps" if "steps" in train else "",
-                   f"{data['minutes']:.1f} minutes end to end" if isinstance(data.get("minutes"), (int, float)) else ""]
-        return ReportData(
-            kind="demo", source=source, splits=splits, aggregation="dataset",
-            mix=_mix(splits, mix.get("J"), mix.get("F")),
-            without_audio=_check_splits(data.get("without_audio") or {}, source, "without_audio"),
-            without_text=_check_splits(data.get("without_text") or {}, source, "without_text"),
-            baseline=_check_splits(data.get("baseline_every_object") or {}, source, "baseline_every_object"),
-            needs_audio=data.get("needs_audio") if isinstance(data.get("needs_audio"), dict) else None,
-            goals=data["goals"] if isinstance(data["goals"], dict) else {},
-            details=";  ".join(d for d in details if d))
-    if isinstance(data.get("splits"), dict) and "Mix_J" in data:
-        splits = _check_splits(data["splits"], source)
-        return ReportData(kind="score", source=source, splits=splits, aggregation=data.get("aggregation"),
-                          mix=_mix(splits, data.get("Mix_J"), data.get("Mix_F")))
-    if isinstance(data.get("split"), str) and all(k in data for k in _SPLIT_KEYS):
-        split = _check_split(data["split"], data, source)
-        return ReportData(kind="score", source=source, splits={data["split"]: split},
-                          aggregation=data.get("aggregation"))
-    raise ReportError(f"{source}: not a report this command draws; expected the JSON of {kinds} "
-                      f"(found keys: {', '.join(list(data)[:8]) or 'none'})")
+        raise ReportError(f"{source}: a JSON {type(data).__name__}, not a report object (kind {expected})")
+    kind = data["kind"] if "kind" in data else kind_without_field(data)
+    if kind is None:
+        raise ReportError(f"{source}: not a report this command draws: no 'kind' field, and none of the keys "
+                          f"of a report (found keys: {', '.join(list(data)[:8]) or 'none'}); expected kind "
+                          f"{expected}")
+    if not isinstance(kind, str) or kind not in READERS:
+        raise ReportError(f"{source}: not a report this command draws: kind {kind!r}; expected {expected}")
+    return READERS[kind](data, source)
 
 
 def read_report(path: str | Path) -> ReportData:
-    """Read and recognise a report JSON file (see :func:`parse_report`)."""
+    """Read a report JSON file (see :func:`parse_report`)."""
     path = Path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -410,7 +454,7 @@ def render_report(report: str | Path | dict | ReportData, out: str | Path,
     """Draw a report (a JSON file, its parsed object, or :class:`ReportData`) into the PNG ``out``.
 
     Raises:
-        ReportError: the file is missing, not JSON, or none of the kinds :func:`parse_report` reads.
+        ReportError: the file is missing, not JSON, or not of a kind :func:`parse_report` reads.
     """
     from refavs.viz import save_figure
 

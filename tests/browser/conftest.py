@@ -20,7 +20,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-from fractions import Fraction
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -50,33 +49,19 @@ def free_port() -> int:
 def make_clip(path: Path, seconds: float = 12.0, fps: int = 8, size: tuple[int, int] = (64, 48),
               tone_hz: float = 440.0, rate: int = 16_000) -> Path:
     """An MP4 (H.264 + AAC): a white square moving left to right on grey, a sine tone."""
-    import av
+    from refavs.data.video_writer import write_video
 
     width, height = size
-    with av.open(str(path), mode="w") as container:
-        v = container.add_stream("libx264", rate=fps)
-        v.width, v.height, v.pix_fmt = width, height, "yuv420p"
-        a = container.add_stream("aac", rate=rate)
-        a.layout = "mono"
-        n_frames = int(seconds * fps)
-        for i in range(n_frames):
-            img = np.full((height, width, 3), 96, np.uint8)
-            x = int((width - 16) * i / max(n_frames - 1, 1))
-            img[16:32, x:x + 16] = 255
-            for packet in v.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-                container.mux(packet)
-        t = np.arange(int(seconds * rate)) / rate
-        tone = (0.3 * np.sin(2 * np.pi * tone_hz * t)).astype(np.float32)
-        chunk = 1024
-        for start in range(0, len(tone), chunk):
-            frame = av.AudioFrame.from_ndarray(tone[None, start:start + chunk], format="fltp", layout="mono")
-            frame.sample_rate, frame.pts, frame.time_base = rate, start, Fraction(1, rate)
-            for packet in a.encode(frame):
-                container.mux(packet)
-        for stream in (v, a):
-            for packet in stream.encode(None):
-                container.mux(packet)
-    return path
+    n_frames = int(seconds * fps)
+    frames = []
+    for i in range(n_frames):
+        img = np.full((height, width, 3), 96, np.uint8)
+        x = int((width - 16) * i / max(n_frames - 1, 1))
+        img[16:32, x:x + 16] = 255
+        frames.append(img)
+    t = np.arange(int(seconds * rate)) / rate
+    tone = (0.3 * np.sin(2 * np.pi * tone_hz * t)).astype(np.float32)
+    return write_video(path, frames, fps, tone, rate)
 
 
 @pytest.fixture(scope="session")
@@ -115,7 +100,7 @@ def tiny_checkpoint(work: Path) -> Path:
     import torch
 
     from refavs.models.checkpoint import save_pretrained
-    from refavs.models.config import get_model_config
+    from refavs.models.registry import get_model_config
     from refavs.models.eemc import EEMC
 
     torch.manual_seed(0)

@@ -1,11 +1,12 @@
-"""Typed settings of the EEMC model, its named configurations and ``key=value`` overrides.
+"""Typed settings of the EEMC model (Mask2Former prompted by audio and text) and its named configurations.
 
 Every size the model uses is a field here or is derived from one (see the properties of
 :class:`EEMCConfig`): the fusion width ``d`` is the backbone's last-stage width, the positions
 per frame ``P`` follow the image size and the backbone's total stride, the prompt width is the
 Mask2Former decoder's hidden size, ``L`` and the feature widths follow the cached features.
 
-Named configurations (:func:`get_model_config`):
+Named configurations (:data:`EEMC_CONFIGS`, listed with every other model's in
+:mod:`refavs.models.registry`):
 
 - ``paper``: Mask2Former Swin-B ADE (``facebook/mask2former-swin-base-ade-semantic``, downloaded
   by transformers), distilroberta text (768-d), VGGish audio (128-d), 384 px frames. The paper
@@ -15,25 +16,25 @@ Named configurations (:func:`get_model_config`):
 - ``tiny``: a tiny randomly initialised Swin (no download), MiniLM text (384-d), log-mel audio
   (128-d), 128 px frames; the whole segmenter trains too, since nothing is pretrained.
 - ``tiny-reference``: ``tiny`` with the reference switches on (tests, timing).
-- ``lite``: not Mask2Former but the CPU model that refers (:mod:`refavs.models.lite`, settings
-  :class:`~refavs.models.lite_config.LiteConfig`): a frozen ImageNet EfficientNet-Lite0 whose
-  maps are cached, dense text/audio fusion, a kernel read-out. Feature preset ``lite``.
 
 Each configuration names its feature preset (:mod:`refavs.features.config`) so training can
-check that the cached features fit the model (:func:`feature_mismatches`).
+check that the cached features fit the model (:func:`refavs.models.config_base.feature_mismatches`).
+Fields marked ``identity: False`` do not change what a trained model computes
+(:func:`refavs.models.overrides.is_identity_field`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import types
 import typing
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Literal, Mapping
+from typing import Callable, Literal, Mapping
 
 from refavs.data.layout import MASK_SIZE, NUM_FRAMES
-from refavs.models.lite_config import LiteConfig, lite_config
+from refavs.models.config_base import ConfigMethods
+
+ARCHITECTURE = "eemc"
+"""The ``architecture`` of every :class:`EEMCConfig`."""
 
 PAPER_CHECKPOINT = "facebook/mask2former-swin-base-ade-semantic"
 """The pretrained Mask2Former of the paper (Swin-B backbone, ADE20k semantic, 150 classes)."""
@@ -269,11 +270,13 @@ class TrainableConfig:
 
 
 @dataclass(frozen=True)
-class EEMCConfig:
+class EEMCConfig(ConfigMethods):
     """Everything that defines an EEMC model.
 
     Attributes:
         name: the named configuration this came from (informational).
+        architecture: always ``eemc`` (how a saved config is told from another model's; configs
+            saved before the field existed are upgraded by :mod:`refavs.models.registry`).
         feature_preset: the :mod:`refavs.features.config` preset whose features this model eats.
         mask_size: side of the output mask logits and of the targets.
         segmenter: the Mask2Former.
@@ -286,6 +289,7 @@ class EEMCConfig:
     """
 
     name: str = "custom"
+    architecture: Literal["eemc"] = ARCHITECTURE
     feature_preset: str = "paper"
     mask_size: int = MASK_SIZE
     segmenter: SegmenterConfig = field(default_factory=SegmenterConfig)
@@ -311,7 +315,16 @@ class EEMCConfig:
         """Width of the multimodal prompt (the decoder's hidden size)."""
         return self.segmenter.hidden_dim
 
-    # the names every model config answers (see feature_mismatches)
+    # the names every model config answers (refavs.models.config_base.ModelConfig)
+    @property
+    def input_fields(self) -> Mapping[str, str]:
+        return {"image_size": "segmenter.image_size", "num_frames": "fusion.num_frames",
+                "audio_dim": "fusion.audio_dim", "text_dim": "fusion.text_dim", "text_tokens": "fusion.text_tokens"}
+
+    @property
+    def reads_cached_maps(self) -> bool:
+        return False
+
     @property
     def image_size(self) -> int:
         return self.segmenter.image_size
@@ -338,21 +351,11 @@ class EEMCConfig:
         tags = 2 if self.fusion.modality_tags else 0
         return self.fusion.num_frames + self.segmenter.visual_positions + self.fusion.text_tokens + tags
 
-    def replace(self, **changes: Any) -> "EEMCConfig":
-        return dataclasses.replace(self, **changes)
-
-    def to_dict(self) -> dict:
-        """A JSON-ready dict (tuples become lists)."""
-        return json.loads(json.dumps(dataclasses.asdict(self)))
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "EEMCConfig":
-        """The config a :meth:`to_dict` dict describes; unknown keys are an error."""
-        return config_from_dict(cls, data)
-
 
 def _validate(c: EEMCConfig) -> list[str]:
     s, f, problems = c.segmenter, c.fusion, []
+    if c.architecture != ARCHITECTURE:
+        problems.append(f"architecture must be {ARCHITECTURE!r}, got {c.architecture!r}")
     if not (len(s.depths) == len(s.num_heads) and len(s.depths) >= 1):
         problems.append(f"segmenter.depths {s.depths} and segmenter.num_heads {s.num_heads} need the same length")
     if s.image_size % s.total_stride:
@@ -388,7 +391,8 @@ def _validate(c: EEMCConfig) -> list[str]:
 
 # ----------------------------------------------------------------------------------- presets
 
-def _paper() -> EEMCConfig:
+def paper_config() -> EEMCConfig:
+    """``paper``: the published recipe on the pretrained Mask2Former Swin-B ADE."""
     return EEMCConfig(
         name="paper", feature_preset="paper",
         segmenter=SegmenterConfig(checkpoint=PAPER_CHECKPOINT),
@@ -396,7 +400,8 @@ def _paper() -> EEMCConfig:
     )
 
 
-def _tiny() -> EEMCConfig:
+def tiny_config() -> EEMCConfig:
+    """``tiny``: a small randomly initialised Mask2Former that trains whole on a CPU."""
     return EEMCConfig(
         name="tiny", feature_preset="tiny",
         segmenter=SegmenterConfig(
@@ -421,186 +426,10 @@ def with_reference_switches(config: EEMCConfig, name: str | None = None) -> EEMC
     )
 
 
-MODEL_CONFIGS = {
-    "paper": _paper,
-    "paper-reference": lambda: with_reference_switches(_paper()),
-    "tiny": _tiny,
-    "tiny-reference": lambda: with_reference_switches(_tiny()),
-    "lite": lite_config,
+EEMC_CONFIGS: dict[str, Callable[[], EEMCConfig]] = {
+    "paper": paper_config,
+    "paper-reference": lambda: with_reference_switches(paper_config()),
+    "tiny": tiny_config,
+    "tiny-reference": lambda: with_reference_switches(tiny_config()),
 }
-"""Named configurations; each entry builds a fresh :class:`EEMCConfig`."""
-
-
-ModelConfig = EEMCConfig | LiteConfig
-"""The configuration of any model of the family (:func:`refavs.models.build.build_model` builds it)."""
-
-
-def model_config_from_dict(data: Mapping[str, Any]) -> ModelConfig:
-    """The config a ``to_dict`` dict describes: a :class:`LiteConfig` when its ``architecture`` is
-    ``lite``, else an :class:`EEMCConfig` (checkpoints saved before ``lite`` existed have none)."""
-    if isinstance(data, Mapping) and data.get("architecture") == "lite":
-        return config_from_dict(LiteConfig, data)
-    return EEMCConfig.from_dict(data)
-
-
-def get_model_config(name: str, overrides: Iterable[str] = ()) -> ModelConfig:
-    """The named configuration with ``key=value`` overrides applied (see :func:`apply_overrides`)."""
-    try:
-        config = MODEL_CONFIGS[name]()
-    except KeyError:
-        raise ValueError(f"unknown model config {name!r}; choose from {', '.join(MODEL_CONFIGS)}") from None
-    return apply_overrides(config, overrides)
-
-
-def feature_mismatches(config: EEMCConfig, features) -> list[str]:
-    """Where a :class:`refavs.features.config.FeatureConfig` does not fit the model (empty: fits).
-
-    The text width is not part of a feature config (it is the text model's); the model checks
-    it on the tensors it receives.
-    """
-    out = []
-    lite = isinstance(config, LiteConfig)
-    section, size_field = ("inputs", "backbone.image_size") if lite else ("fusion", "segmenter.image_size")
-    if features.name != config.feature_preset:
-        out.append(f"feature preset {features.name!r} but the model expects {config.feature_preset!r}")
-    if features.audio.dim != config.audio_dim:
-        out.append(f"audio features are {features.audio.dim}-d but {section}.audio_dim={config.audio_dim}")
-    if features.audio.num_windows != config.num_frames:
-        out.append(f"{features.audio.num_windows} audio windows but {section}.num_frames={config.num_frames}")
-    if features.text.max_tokens != config.text_tokens:
-        out.append(f"{features.text.max_tokens} text tokens but {section}.text_tokens={config.text_tokens}")
-    if features.image.size != config.image_size:
-        out.append(f"{features.image.size} px frames but {size_field}={config.image_size}")
-    if lite and getattr(features, "visual", None) is None:
-        out.append(f"feature preset {features.name!r} caches no backbone maps (the lite model reads them)")
-    return out
-
-
-# --------------------------------------------------------------------- dict and override parsing
-
-def is_identity_field(path: str, config_class: Any = None) -> bool:
-    """Whether the dotted field ``path`` is part of what a trained model is.
-
-    Not identity fields (marked ``metadata={"identity": False}``) only choose the initial
-    weights (``segmenter.checkpoint``, ``adapter.zero_init``, ``prompt.gate_init``), which
-    parameters train (``trainable``) or how, not what, the model computes
-    (``compat.visual_tokens_from``); a checkpoint may be loaded with other values of them.
-    """
-    cls: Any = config_class or EEMCConfig
-    for part in path.split("."):
-        fields = {f.name: f for f in dataclasses.fields(cls)}
-        if part not in fields:
-            return True
-        if fields[part].metadata.get("identity") is False:
-            return False
-        cls = typing.get_type_hints(cls)[part]
-        if not dataclasses.is_dataclass(cls):
-            return True
-    return True
-
-
-def flatten(config: Any, prefix: str = "") -> dict[str, Any]:
-    """``{"segmenter.embed_dim": 128, ...}``: every leaf field under its dotted path."""
-    out = {}
-    for f in dataclasses.fields(config):
-        value = getattr(config, f.name)
-        path = f"{prefix}{f.name}"
-        if dataclasses.is_dataclass(value):
-            out.update(flatten(value, path + "."))
-        else:
-            out[path] = value
-    return out
-
-
-def apply_overrides(config: EEMCConfig, overrides: Iterable[str]) -> EEMCConfig:
-    """``config`` with ``section.field=value`` overrides applied, e.g. ``fusion.num_heads=4``,
-    ``compat.text_padding_mask=false``, ``segmenter.depths=1,1,1,1``, ``segmenter.checkpoint=none``.
-
-    Values are parsed by the field's type (int, float, bool, str, None, tuples as
-    comma-separated lists, literals checked against their choices).
-    """
-    for item in overrides:
-        key, sep, text = item.partition("=")
-        if not sep:
-            raise ValueError(f"override {item!r} is not key=value")
-        config = _set(config, key.strip().split("."), text.strip(), key.strip())
-    return config
-
-
-def _set(obj: Any, parts: list[str], text: str, key: str) -> Any:
-    hints = typing.get_type_hints(type(obj))
-    name = parts[0]
-    if name not in hints:
-        known = ", ".join(f.name for f in dataclasses.fields(obj))
-        raise ValueError(f"unknown config field {key!r} ({name!r} is not one of: {known})")
-    if len(parts) == 1:
-        if dataclasses.is_dataclass(hints[name]):
-            raise ValueError(f"{key!r} is a section; set one of its fields, e.g. {key}.<field>=value")
-        return dataclasses.replace(obj, **{name: _parse(hints[name], text, key)})
-    child = getattr(obj, name)
-    if not dataclasses.is_dataclass(child):
-        raise ValueError(f"unknown config field {key!r} ({name!r} has no fields)")
-    return dataclasses.replace(obj, **{name: _set(child, parts[1:], text, key)})
-
-
-def _parse(tp: Any, text: str, key: str) -> Any:
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin in (typing.Union, types.UnionType):
-        if text.lower() in ("none", "null") and type(None) in args:
-            return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _parse(arg, text, key)
-            except ValueError as e:
-                errors.append(str(e))
-        raise ValueError("; ".join(errors))
-    if origin is Literal:
-        if text not in args:
-            raise ValueError(f"{key} must be one of {', '.join(map(str, args))}, got {text!r}")
-        return text
-    if origin is tuple:
-        items = [t.strip() for t in text.strip("()[] ").split(",") if t.strip()]
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_parse(args[0], t, key) for t in items)
-        if len(items) != len(args):
-            raise ValueError(f"{key} takes {len(args)} comma-separated values, got {text!r}")
-        return tuple(_parse(a, t, key) for a, t in zip(args, items, strict=True))
-    if tp is bool:
-        lowered = text.lower()
-        if lowered in ("1", "true", "yes", "on"):
-            return True
-        if lowered in ("0", "false", "no", "off"):
-            return False
-        raise ValueError(f"{key} takes true/false, got {text!r}")
-    if tp in (int, float):
-        try:
-            return tp(text)
-        except ValueError:
-            raise ValueError(f"{key} takes {tp.__name__}, got {text!r}") from None
-    if tp is str:
-        return text
-    raise ValueError(f"{key}: cannot parse a value of type {tp}")
-
-
-def config_from_dict(cls: Any, data: Mapping[str, Any], prefix: str = "") -> Any:
-    """The (nested) config dataclass ``cls`` a ``to_dict``/JSON dict describes; unknown keys are an error
-    and lists become tuples."""
-    if not isinstance(data, Mapping):
-        raise ValueError(f"config section {prefix or cls.__name__!r} must be a mapping")
-    hints = typing.get_type_hints(cls)
-    unknown = sorted(set(data) - set(hints))
-    if unknown:
-        raise ValueError(f"unknown config fields {', '.join(prefix + u for u in unknown)}")
-    kwargs = {}
-    for name, value in data.items():
-        tp = hints[name]
-        if dataclasses.is_dataclass(tp):
-            kwargs[name] = config_from_dict(tp, value, f"{prefix}{name}.")
-        elif isinstance(value, list):
-            kwargs[name] = tuple(value)
-        else:
-            kwargs[name] = value
-    return cls(**kwargs)
+"""EEMC's named configurations; each entry builds a fresh :class:`EEMCConfig`."""

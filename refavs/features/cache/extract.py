@@ -1,0 +1,126 @@
+"""Extracting a dataset's features into the cache, once: every kind of :mod:`~refavs.features.cache.kinds`."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from refavs.data.layout import MASK_SIZE, SPLITS, DatasetLayout
+from refavs.data.metadata import read_metadata
+from refavs.data.records import Expression
+from refavs.features.cache.chunks import extract_split, split_is_complete, write_manifest
+from refavs.features.cache.keys import CachePaths, cache_root, settings_key
+from refavs.features.cache.kinds import AudioSource, CacheKind, ExtractionContext, TextSource, cache_kinds
+from refavs.features.config import FeatureConfig
+
+
+def cache_paths(data_dir: str | Path, config: FeatureConfig, cache_dir: str | Path | None = None,
+                mask_size: int = MASK_SIZE, mask_resize: str = "reference") -> CachePaths:
+    """The keyed cache folders of ``config`` for the dataset at ``data_dir``, one per kind."""
+    root = cache_root(data_dir, cache_dir)
+    settings = {kind.name: kind.settings(config, mask_size, mask_resize) for kind in cache_kinds()}
+    folders = {name: None if value is None else root / f"{name}-{settings_key(name, value)}"
+               for name, value in settings.items()}
+    return CachePaths(folders, settings=settings)
+
+
+@dataclass
+class ExtractionReport:
+    """What :func:`extract_features` did.
+
+    Attributes:
+        paths: the keyed cache folders.
+        splits: per split, ``clips``/``expressions`` (distinct items) and how many of each kind
+            were computed by this run (``clips_computed`` for audio, ``texts_computed`` for text,
+            ``<kind>_computed`` for the others; 0 when cached).
+        seconds: wall time of the run.
+    """
+
+    paths: CachePaths
+    splits: dict[str, dict[str, int]] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def clips_computed(self) -> int:
+        return sum(s["clips_computed"] for s in self.splits.values())
+
+    @property
+    def texts_computed(self) -> int:
+        return sum(s["texts_computed"] for s in self.splits.values())
+
+
+def wanted_kinds(root: Path, config: FeatureConfig, media: bool) -> list[CacheKind]:
+    """The kinds a dataset extracts under ``config`` (with ``media``: the frames, masks and plug-in kinds too)."""
+    return [k for k in cache_kinds() if k.applies(root, config.visual is not None, media)]
+
+
+def extract_features(data_dir: str | Path, config: FeatureConfig, splits: Sequence[str] | None = None,
+                     cache_dir: str | Path | None = None, batch_size: int = 16, device: str = "cpu",
+                     progress: bool = True, media: bool = False, mask_size: int = MASK_SIZE,
+                     mask_resize: str = "reference", audio_source: AudioSource | None = None,
+                     text_source: TextSource | None = None) -> ExtractionReport:
+    """Extract and cache the features of every expression of ``splits``.
+
+    Encoders are built only when something is missing (so a second run returns at once);
+    tests may pass their own ``audio_source`` / ``text_source``.
+
+    Args:
+        data_dir: the dataset folder (official layout).
+        config: the feature settings (a preset from :func:`~refavs.features.config.get_feature_config`).
+        splits: splits to extract (default: every split present in metadata.csv).
+        cache_dir: a cache folder outside the dataset (default ``<data_dir>/.refavs_cache``).
+        batch_size: clips per audio encoder call and per cache chunk (text uses ``config.text.batch_size``).
+        device: where the encoders run.
+        progress: show a tqdm bar on stderr.
+        media: also cache the bit-packed target masks and, where the preset caches no backbone
+            maps, the decoded, resized frames (uint8), so that training reads no JPEG or PNG (disk:
+            ``10 * size * size * 3`` bytes per clip); and the plug-in kinds of datasets that have
+            them (Ref-AVS Synth's sounding-object masks).
+        mask_size, mask_resize: the target masks' size and resize rule (with ``media``).
+
+    A preset with ``visual`` settings also caches its backbone's maps of every frame (see
+    :mod:`refavs.features.visual`).
+    """
+    from tqdm import tqdm  # progress bars only when extracting
+
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    start = time.perf_counter()
+    layout = DatasetLayout(Path(data_dir))
+    expressions = read_metadata(layout.root, splits)
+    paths = cache_paths(layout.root, config, cache_dir, mask_size, mask_resize)
+    report = ExtractionReport(paths)
+    by_split: dict[str, list[Expression]] = {}
+    for e in expressions:
+        by_split.setdefault(e.split, []).append(e)
+    kinds = wanted_kinds(layout.root, config, media)
+    plan: dict[str, dict[str, list[str]]] = {}
+    for split in (s for s in SPLITS if s in by_split):
+        rows = by_split[split]
+        plan[split] = {kind.name: kind.items(layout, rows) for kind in kinds}
+        report.splits[split] = {"clips": len(plan[split]["audio"]), "expressions": len(plan[split]["text"]),
+                                **{kind.report_name: 0 for kind in kinds}}
+    todo = {kind.name: sum(len(items[kind.name]) for split, items in plan.items()
+                           if not split_is_complete(paths.folder(kind.name) / split, items[kind.name]))
+            for kind in kinds}
+    context = ExtractionContext(layout, config, device, batch_size, mask_size, mask_resize, audio_source,
+                                text_source)
+    compute = {}
+    for kind in kinds:
+        if todo[kind.name]:
+            write_manifest(paths.folder(kind.name), kind.name, paths.settings[kind.name])
+            compute[kind.name] = kind.compute(context)
+    total = sum(todo.values())
+    with tqdm(total=total, unit="item", desc="features", disable=not progress or not total,
+              dynamic_ncols=True) as bar:
+        for split, items in plan.items():
+            for kind in kinds:
+                bar.set_postfix_str(f"{split} {kind.name}")
+                extra = kind.index_extra(by_split[split]) if kind.index_extra else None
+                done = extract_split(paths.folder(kind.name) / split, items[kind.name], compute.get(kind.name),
+                                     kind.chunk(batch_size, config), bar.update, extra)
+                report.splits[split][kind.report_name] = done
+    report.seconds = time.perf_counter() - start
+    return report
