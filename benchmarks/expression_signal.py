@@ -93,8 +93,8 @@ def main(argv=None) -> int:
     import torch
 
     from refavs.data.dataset import RefAVSDataset, collate
-    from refavs.models.registry import get_model_config
     from refavs.models.eemc import EEMC
+    from refavs.models.registry import get_model_config
     from refavs.training.trainer import prepare_features
 
     torch.manual_seed(args.seed)

@@ -65,8 +65,8 @@ def main(argv=None) -> int:
 
     import torch
 
-    from refavs.models.registry import get_model_config
     from refavs.models.eemc import EEMC
+    from refavs.models.registry import get_model_config
     from refavs.training.config import TrainConfig
     from refavs.training.trainer import build_optimizer
 

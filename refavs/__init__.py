@@ -17,7 +17,7 @@ __all__ = ["RefAVSPipeline", "__version__"]
 
 def __getattr__(name: str):
     if name == "RefAVSPipeline":
-        from refavs.inference.pipeline import RefAVSPipeline
+        from refavs.inference.pipeline import RefAVSPipeline  # pulls in torch
 
         return RefAVSPipeline
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

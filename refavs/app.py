@@ -20,6 +20,8 @@ present, its area in each frame).
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import inspect
 import os
 import shutil
 import sys
@@ -29,6 +31,11 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
+
+import numpy as np
+from PIL import Image
+
+from refavs.inference import InferenceError
 
 INSTALL_HINT = 'pip install -e ".[app]"'
 """How to install the optional web-demo dependency (Gradio), from the repository root."""
@@ -95,7 +102,7 @@ def check_upload(path: str | os.PathLike | None, max_bytes: int) -> Path:
     if size > max_bytes:
         raise UploadError(f"The uploaded file is too large ({format_size(size)}); "
                           f"the limit is {format_size(max_bytes)}.")
-    import av
+    import av  # pulls in av
 
     try:
         with av.open(str(p), mode="r") as container:
@@ -146,9 +153,6 @@ def error_markdown(message: str) -> str:
 
 def _mask_images(masks, folder: Path) -> list[tuple[str, str]]:
     """The masks as PNGs (white object on black) with gallery captions."""
-    import numpy as np
-    from PIL import Image
-
     folder.mkdir(parents=True, exist_ok=True)
     items = []
     for i, mask in enumerate(np.asarray(masks)):
@@ -175,8 +179,6 @@ def predict(pipeline: Callable[..., Any], video: str | None, expression: str | N
     Returns ``{"overlay": Path | None, "masks": [(png, caption)], "status": markdown,
     "error": bool}``; never raises for bad input (the message goes into ``status``).
     """
-    from refavs.inference import InferenceError
-
     empty = {"overlay": None, "masks": [], "error": True}
     path = None
     try:
@@ -216,7 +218,7 @@ def _first_line(err: BaseException) -> str:
 def build_app(pipeline: Callable[..., Any], config: AppConfig, workdir: Path | None = None):
     """The Gradio Blocks of the demo around a loaded pipeline (imports gradio)."""
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # also stops Gradio's version check (a web request)
-    import gradio as gr
+    import gradio as gr  # optional: gradio may not be installed
 
     workdir = Path(workdir or tempfile.mkdtemp(prefix="refavs-app-"))
     limit = format_size(config.max_upload_bytes)
@@ -264,7 +266,6 @@ def launch(demo, config: AppConfig, block: bool = True, **kwargs):
     local = [h for h in ("127.0.0.1", "localhost", config.host) if h not in ("0.0.0.0", "::")]
     for name in ("NO_PROXY", "no_proxy"):  # Gradio calls its own URL once at start-up; never via a proxy
         os.environ[name] = ",".join(dict.fromkeys([*filter(None, os.environ.get(name, "").split(",")), *local]))
-    import inspect
 
     demo.queue(default_concurrency_limit=1, max_size=16)
     settings = dict(server_name=config.host, server_port=config.port, share=False, inbrowser=False,
@@ -280,15 +281,13 @@ def launch(demo, config: AppConfig, block: bool = True, **kwargs):
 
 def load_pipeline(checkpoint: str | Path, device: str = "cpu"):
     """The inference pipeline of ``checkpoint`` (raises :class:`refavs.inference.InferenceError`)."""
-    from refavs.inference import RefAVSPipeline
+    from refavs.inference import RefAVSPipeline  # pulls in torch
 
     return RefAVSPipeline.from_pretrained(checkpoint, device=device)
 
 
 def gradio_available() -> bool:
     """Whether Gradio can be imported here (without importing it)."""
-    import importlib.util
-
     try:
         return importlib.util.find_spec("gradio") is not None
     except (ImportError, ValueError):
@@ -326,7 +325,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"refavs app: error: the web demo needs Gradio, an optional dependency; install it with\n"
               f"    {INSTALL_HINT}\n(from the repository root, in this environment)", file=sys.stderr)
         return 2
-    from refavs.inference import InferenceError
 
     print(f"loading {config.checkpoint} ...", flush=True)
     try:

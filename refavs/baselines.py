@@ -26,10 +26,11 @@ from typing import TYPE_CHECKING, Callable, Iterable
 import numpy as np
 
 from refavs.data.layout import MASK_SIZE, NUM_FRAMES, SPLITS, DatasetLayout
-from refavs.data.masks import load_clip_masks, load_mask
-from refavs.data.metadata import read_metadata
+from refavs.data.masks import MediaError, load_clip_masks, load_mask
+from refavs.data.metadata import MetadataError, read_metadata
 from refavs.data.records import Expression
 from refavs.scoring.predictions import write_prediction
+from refavs.scoring.score import ScoreReport, check_splits, score_split, split_rows
 
 if TYPE_CHECKING:
     from refavs.features.cache import FeatureStore
@@ -136,8 +137,6 @@ def baseline_scores(name: str, data_dir: str | Path, splits: Iterable[str], stor
             test_n clips, are read from ``gt_mask``); None reads everything from ``gt_mask``.
         aggregation, mask_resize, cue_source, workers: as for ``score_predictions``.
     """
-    from refavs.scoring.score import ScoreReport, check_splits, score_split, split_rows
-
     if name not in BASELINES:
         raise ValueError(f"unknown baseline {name!r}; choose from {', '.join(BASELINES)}")
     splits = check_splits(splits, aggregation)
@@ -180,9 +179,6 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from refavs.data.masks import MediaError
-    from refavs.data.metadata import MetadataError
-
     if not (args.data_dir / "metadata.csv").is_file():
         print(f"refavs baseline: error: {args.data_dir}/metadata.csv not found (--data-dir)", file=sys.stderr)
         return 2

@@ -12,6 +12,8 @@ import os
 import sys
 from typing import Sequence
 
+from refavs.version import __version__
+
 COMMAND_MODULES: tuple[str, ...] = (
     "refavs.demo",
     "refavs.data.cli",
@@ -29,8 +31,6 @@ COMMAND_MODULES: tuple[str, ...] = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from refavs.version import __version__
-
     parser = argparse.ArgumentParser(
         prog="refavs",
         description="refavs: Referring Audio-Visual Segmentation toolkit (Ref-AVS, ECCV 2024). "

@@ -33,7 +33,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from refavs.baselines import baseline_scores
+from refavs.data.check import check_dataset
+from refavs.data.masks import MediaError
+from refavs.data.metadata import MetadataError, read_metadata
+from refavs.data.writer import atomic_write_bytes
+from refavs.models.registry import get_model_config
+from refavs.scoring.cues import CUE_TYPES
 from refavs.scoring.report_kinds import DEMO_REPORT_KIND as REPORT_KIND
+from refavs.scoring.score import ScoreReport, expression_cues
+from refavs.scoring.table import format_report
+from refavs.synth.generate import generate, is_generation
+from refavs.training.cli import split_overrides
+from refavs.training.config import get_train_config
 
 EVAL_SPLITS: tuple[str, ...] = ("val", "test_s", "test_u", "test_n")
 MIX_SPLITS: tuple[str, str] = ("test_s", "test_u")
@@ -134,9 +146,6 @@ class DemoReport:
 
 
 def _markdown(report: DemoReport, preset: str, seed: int, model: str) -> str:
-    from refavs.scoring.score import ScoreReport
-    from refavs.scoring.table import format_report
-
     d = report.to_dict()
     lines = [f"# refavs demo: {model} on Ref-AVS Synth", "",
              f"Dataset `{report.data_dir}` (Ref-AVS Synth {preset}, seed {seed}); run `{report.train['run_dir']}`, "
@@ -167,10 +176,6 @@ def _markdown(report: DemoReport, preset: str, seed: int, model: str) -> str:
 
 def _grid_rows(data_dir: Path, splits: Sequence[str]):
     """A few expressions of each cue type (first in metadata order), with their tags."""
-    from refavs.data.metadata import read_metadata
-    from refavs.scoring.cues import CUE_TYPES
-    from refavs.scoring.score import expression_cues
-
     rows, used = [], set()
     expressions = read_metadata(data_dir, splits)
     for cue in CUE_TYPES:
@@ -185,17 +190,10 @@ def run_demo(out_dir: str | Path, preset: str = DEFAULT_PRESET, seed: int = 0, w
              overrides: Sequence[str] = (), device: str | None = None, log=print,
              config: str = MODEL_CONFIG) -> DemoReport:
     """The main job (see the module docstring); returns the report it wrote."""
-    from refavs.baselines import baseline_scores
-    from refavs.data.check import check_dataset
-    from refavs.data.writer import atomic_write_bytes
-    from refavs.models.registry import get_model_config
-    from refavs.models.build import load_pretrained
-    from refavs.synth.generate import generate, is_generation
-    from refavs.training.cli import split_overrides
-    from refavs.training.config import get_train_config
-    from refavs.training.evaluate import evaluate
-    from refavs.training.trainer import prepare_features, train
-    from refavs.viz.predictions import prediction_grid
+    from refavs.models.build import load_pretrained  # pulls in torch
+    from refavs.training.evaluate import evaluate  # pulls in torch
+    from refavs.training.trainer import prepare_features, train  # pulls in torch
+    from refavs.viz.predictions import prediction_grid  # pulls in torch
 
     out_dir = Path(out_dir)
     data_dir, run_dir = out_dir / "data", out_dir / "run"
@@ -290,11 +288,9 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from refavs.data.masks import MediaError
-    from refavs.data.metadata import MetadataError
-    from refavs.features.cache import FeatureCacheError
-    from refavs.training.checkpoint import ResumeError
-    from refavs.training.trainer import TrainingError
+    from refavs.features.cache import FeatureCacheError  # pulls in torch
+    from refavs.training.checkpoint import ResumeError  # pulls in torch
+    from refavs.training.trainer import TrainingError  # pulls in torch
 
     if args.workers < 1:
         print("refavs demo: error: --workers must be at least 1", file=sys.stderr)

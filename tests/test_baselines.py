@@ -5,6 +5,8 @@ feature cache's masks or without them, on a generated Ref-AVS Synth dataset."""
 from __future__ import annotations
 
 import pytest
+from conftest import copy_dataset
+from test_features_cache import FakeAudio, FakeText
 
 import refavs.baselines as baselines
 from refavs.baselines import BASELINES, baseline_scores, write_baseline
@@ -13,9 +15,6 @@ from refavs.data.metadata import read_metadata
 from refavs.features.cache import FeatureStore, extract_features
 from refavs.features.config import get_feature_config
 from refavs.scoring.score import score_predictions
-
-from conftest import copy_dataset
-from test_features_cache import FakeAudio, FakeText
 
 TEST_SPLITS = ["test_s", "test_u", "test_n"]
 

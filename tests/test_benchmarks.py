@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from refavs.data.labels import SOUNDING, TARGET_SECONDS
+
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
@@ -35,7 +37,8 @@ def test_train_benchmark_lite_trains_on_cached_maps(capsys):
     assert {k: tuple(v.shape) for k, v in batch.visual.items()} == {"s8": (2, 10, 40, g8, g8),
                                                                      "s16": (2, 10, 112, g16, g16),
                                                                      "rgb4": (2, 10, 3, g4, g4)}
-    assert tuple(batch.sounding.shape) == (2, 10, 48, 48) and tuple(batch.target_seconds.shape) == (2, 10)
+    assert tuple(batch.targets[SOUNDING].shape) == (2, 10, 48, 48)
+    assert tuple(batch.targets[TARGET_SECONDS].shape) == (2, 10)
     assert bench.default_batch("lite") == 12 and bench.default_batch("tiny") == 2
 
     assert bench.main(["--config", "lite", "--batch", "2", "--seconds", "0", "--warmup", "1"]) == 0

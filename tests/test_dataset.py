@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from test_features_cache import FakeAudio, FakeText, fake_audio_row
 
 from refavs.data.batch import ClipBatch
 from refavs.data.dataset import RefAVSDataset, collate
@@ -15,8 +16,6 @@ from refavs.features.audio.encoder import AudioFeaturizer
 from refavs.features.cache import FeatureCacheError, FeatureStore, extract_features, open_dataset
 from refavs.features.config import IMAGENET_MEAN, IMAGENET_STD, ImageConfig, TextFeatureConfig, get_feature_config
 from refavs.features.text import TextEncoder
-
-from test_features_cache import FakeAudio, FakeText, fake_audio_row
 
 
 @pytest.fixture()

@@ -8,15 +8,14 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from conftest import copy_dataset
 
 from refavs.data.frames import load_clip_frames, normalize_frames
-from refavs.data.layout import DatasetLayout
 from refavs.data.labels import SOUNDING, TARGET_SECONDS, label_source_for
+from refavs.data.layout import DatasetLayout
 from refavs.features.cache import FeatureStore, cache_paths, extract_features
 from refavs.features.config import VisualFeatureConfig, get_feature_config
 from refavs.features.visual import dequantize, quantize
-
-from conftest import copy_dataset
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +113,6 @@ def test_sounding_masks_are_cached_for_synth_data(synth, lite_store):
 
 def test_dataset_gives_maps_labels_and_no_frames(synth, lite_store):
     from refavs.data.dataset import RefAVSDataset, collate
-
     from refavs.synth.labels import SOUNDING_SIZE
 
     config, _, store = lite_store

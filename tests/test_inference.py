@@ -57,8 +57,8 @@ def frame_index(frame: np.ndarray) -> int:
 def files(tmp_path_factory) -> dict[str, Path]:
     import torch
 
-    from refavs.models.registry import get_model_config
     from refavs.models.eemc import EEMC
+    from refavs.models.registry import get_model_config
 
     root = tmp_path_factory.mktemp("inference")
     torch.manual_seed(0)

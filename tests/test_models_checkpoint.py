@@ -11,16 +11,14 @@ import pytest
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
+from test_models import FAST, build, logits, make_batch
 
 from refavs.cli import main as refavs_main
-from refavs.models.checkpoint import (
-    CONFIG_FILE, FORMAT, FORMAT_VERSION, SCHEMA_KEY, WEIGHTS_FILE, CheckpointError, load_config,
-)
+from refavs.models.checkpoint import (CONFIG_FILE, FORMAT, FORMAT_VERSION, SCHEMA_KEY, WEIGHTS_FILE, CheckpointError,
+                                      load_config)
 from refavs.models.eemc import EEMC
 from refavs.models.reference_import import import_reference
 from refavs.models.registry import CONFIG_SCHEMA_VERSION, get_model_config
-
-from test_models import FAST, build, logits, make_batch
 
 SHIPPED = Path(__file__).resolve().parents[1] / "checkpoints" / "lite-synth-medium"
 """A lite checkpoint saved before config.json stated a schema version."""

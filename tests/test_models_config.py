@@ -12,9 +12,8 @@ from refavs.models.config_base import ModelConfig, feature_mismatches
 from refavs.models.eemc_config import GROUPS, PAPER_CHECKPOINT, EEMCConfig
 from refavs.models.lite_config import LiteConfig
 from refavs.models.overrides import apply_overrides, is_identity_field
-from refavs.models.registry import (
-    CONFIG_SCHEMA_VERSION, MODEL_CONFIGS, get_model_config, model_config_from_dict, upgrade_config_dict,
-)
+from refavs.models.registry import (CONFIG_SCHEMA_VERSION, MODEL_CONFIGS, get_model_config, model_config_from_dict,
+                                    upgrade_config_dict)
 
 
 def test_paper_sizes_follow_the_reference_page():

@@ -687,6 +687,7 @@ def test_target_sounding_seconds_mirror_gt_mask(synth, scenes):
 
 def test_sounding_is_absent_outside_synth_and_errors_name_the_file(synth, tmp_path):
     from conftest import build_toy_dataset
+
     from refavs.data.masks import MediaError
 
     toy = tmp_path / "toy"

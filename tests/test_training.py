@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import build_toy_dataset
 from safetensors.torch import load_file
 
-from conftest import build_toy_dataset
 from refavs.cli import main
 from refavs.training.sampling import clip_groups, rank_batches
 
@@ -197,8 +197,8 @@ def test_two_processes_of_batch_one_equal_one_of_batch_two(toy_with_features, tm
                          capture_output=True, text=True, cwd=REPO, env=env)
     assert two.returncode == 0, two.stderr[-3000:]
     a, b = weights(tmp_path / "one"), weights(tmp_path / "two")
-    from refavs.models.registry import get_model_config
     from refavs.models.eemc import EEMC
+    from refavs.models.registry import get_model_config
 
     torch.manual_seed(0)  # the recipe's seed: the weights both runs started from
     start = EEMC(get_model_config("tiny")).state_dict()
@@ -257,13 +257,13 @@ def test_expression_signal_diagnostic(toy_with_features, capsys):
 
 
 def test_twin_ambiguous_rows_can_be_left_out_of_training_on_synth_only(tmp_path):
+    from refavs.data.labels import label_source_for
     from refavs.data.metadata import read_metadata
     from refavs.synth.generate import generate
     from refavs.synth.layout import read_scenes
     from refavs.synth.presets import PRESETS
     from refavs.synth.stats import twin_ambiguous
     from refavs.training.config import get_train_config
-    from refavs.data.labels import label_source_for
     from refavs.training.trainer import training_rows
 
     data = tmp_path / "synth"

@@ -11,10 +11,10 @@ import pytest
 from PIL import Image
 
 from refavs.cli import main
-from refavs.demo import GOALS, REPORT_KIND
 from refavs.data.layout import DatasetLayout
 from refavs.data.masks import load_clip_masks
 from refavs.data.metadata import read_metadata
+from refavs.demo import GOALS, REPORT_KIND
 from refavs.scoring.predictions import write_prediction
 from refavs.scoring.score import SCORE_KIND, SPLIT_SCORE_KIND, score_predictions
 from refavs.synth.generate import generate

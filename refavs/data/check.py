@@ -15,6 +15,7 @@ from typing import Iterable, Iterator
 
 import soundfile as sf
 from PIL import Image, UnidentifiedImageError
+from tqdm import tqdm
 
 from refavs.data.layout import NUM_FRAMES, SPLITS, DatasetLayout
 from refavs.data.metadata import Problem, scan_metadata
@@ -209,8 +210,6 @@ def check_dataset(root: str | Path, splits: Iterable[str] | None = None, workers
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         results = pool.map(run, clips.items())
         if progress:
-            from tqdm import tqdm
-
             results = tqdm(results, total=len(clips), desc="checking clips", unit="clip", leave=False)
         for problems in results:
             report.problems.extend(problems)

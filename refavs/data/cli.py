@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from refavs.data.check import PROBLEM_KINDS, check_dataset
 from refavs.data.layout import SPLITS
 
 
@@ -14,7 +15,6 @@ def register(subparsers) -> None:
     data = subparsers.add_parser("data", help="inspect datasets in the official Ref-AVS Bench layout",
                                  description="Inspect datasets in the official Ref-AVS Bench layout.")
     data_sub = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND", required=True)
-    from refavs.data.check import PROBLEM_KINDS
 
     kinds = "\n".join(f"  {k:<20} {v}" for k, v in PROBLEM_KINDS.items())
     check = data_sub.add_parser(
@@ -33,8 +33,6 @@ def register(subparsers) -> None:
 
 
 def run_check(args: argparse.Namespace) -> int:
-    from refavs.data.check import check_dataset
-
     if not args.data_dir.is_dir():
         print(f"refavs data check: error: {args.data_dir} is not a folder", file=sys.stderr)
         return 2

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
 from refavs.data.layout import SPLITS
+from refavs.data.masks import MediaError
+from refavs.data.metadata import MetadataError
+from refavs.features.config import FEATURE_PRESETS, get_feature_config
 
 PROG = "refavs features"
 
 
 def register(subparsers) -> None:
-    from refavs.features.config import FEATURE_PRESETS
-
     p = subparsers.add_parser(
         "features", help="extract audio and text features once into a cache",
         description="Extract the audio features of every clip and the text features of every expression "
@@ -49,13 +51,8 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import dataclasses
-
-    from refavs.data.masks import MediaError
-    from refavs.data.metadata import MetadataError
-    from refavs.features.cache import FeatureCacheError, extract_features
-    from refavs.features.config import get_feature_config
-    from refavs.features.text import TextEncoderError
+    from refavs.features.cache import FeatureCacheError, extract_features  # pulls in torch
+    from refavs.features.text import TextEncoderError  # pulls in torch
 
     def fail(message: str, status: int) -> int:
         print(f"{PROG}: error: {message}", file=sys.stderr)

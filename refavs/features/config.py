@@ -262,7 +262,7 @@ def _tiny() -> FeatureConfig:
 
 
 def _lite() -> FeatureConfig:
-    from refavs.features.backbones.efficientnet_lite import LITE0_MEAN, LITE0_STD
+    from refavs.features.backbones.efficientnet_lite import LITE0_MEAN, LITE0_STD  # pulls in torch
 
     return _tiny().replace(name="lite", image=ImageConfig(size=160, mean=tuple(LITE0_MEAN), std=tuple(LITE0_STD)),
                            visual=VisualFeatureConfig())

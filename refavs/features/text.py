@@ -88,12 +88,12 @@ class TextEncoder:
     """
 
     def __init__(self, config: TextFeatureConfig = TextFeatureConfig(), device: str | torch.device = "cpu"):
-        from transformers import AutoModel, AutoTokenizer
+        from transformers import AutoModel, AutoTokenizer  # pulls in transformers
 
         self.config = config
         name = resolve_model(config.model)
         local = Path(name).is_dir()
-        from transformers.utils import logging as hf_logging
+        from transformers.utils import logging as hf_logging  # pulls in transformers
 
         bar_was_on = hf_logging.is_progress_bar_enabled()
         hf_logging.disable_progress_bar()  # no per-tensor loading bar inside our own progress output

@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from refavs.data.frames import normalize_frames
+from refavs.features.backbones.efficientnet_lite import fused_for_inference, load_efficientnet_lite0
 from refavs.features.config import FeatureConfig
 
 GUIDE: Final = "rgb4"
@@ -82,7 +84,6 @@ class BackboneMaps:
     def __init__(self, config: FeatureConfig, device: str | torch.device = "cpu"):
         if config.visual is None:
             raise ValueError(f"feature preset {config.name!r} caches no backbone maps (no visual settings)")
-        from refavs.features.backbones.efficientnet_lite import fused_for_inference, load_efficientnet_lite0
 
         self.config = config
         self.device = torch.device(device)
@@ -92,8 +93,6 @@ class BackboneMaps:
     @torch.inference_mode()
     def of_frames(self, frames: np.ndarray) -> dict[str, np.ndarray]:
         """``{name: float32 tensor [N, C, g, g]}`` maps of ``uint8 [N, S, S, 3]`` frames (already resized)."""
-        from refavs.data.frames import normalize_frames
-
         image, out = self.config.image, {name: [] for name in self.config.visual.maps}
         step = self.config.visual.batch_size
         for i in range(0, len(frames), step):

@@ -22,8 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from tqdm import tqdm
+
+from refavs.data.writer import atomic_write_bytes
 from refavs.inference.errors import InferenceError
 from refavs.inference.pipeline import MASKS_FOLDER, SUMMARY_FILE, check_expression_text
+from refavs.version import __version__
 
 REQUIRED_COLUMNS: tuple[str, ...] = ("video", "expression")
 OPTIONAL_COLUMNS: tuple[str, ...] = ("start", "id")
@@ -76,8 +80,6 @@ class BatchReport:
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        from refavs.version import __version__
-
         return {"mode": "batch", "csv": self.csv, "checkpoint": self.checkpoint, "refavs_version": __version__,
                 "counts": self.counts(), "rows": self.rows,
                 "errors": [{"row": r["row"], "video": r["video"], "error": r["error"]} for r in self.errors]}
@@ -142,10 +144,6 @@ def run_batch(rows: list[BatchRow], out: Path, checkpoint: Path, num_frames: int
     ``OUT/summary.json`` is rewritten after every row, so an interrupted batch leaves an index of
     what it did.
     """
-    from tqdm import tqdm
-
-    from refavs.data.writer import atomic_write_bytes
-
     report = BatchReport(csv=csv_path, checkpoint=str(checkpoint))
     seen: set[str] = set()
     bar = tqdm(rows, desc="predict", unit="clip", disable=not progress, file=sys.stderr)

@@ -17,6 +17,7 @@ import warnings
 from pathlib import Path
 
 from refavs.console import fail
+from refavs.inference.errors import InferenceError
 
 PROG = "predict"
 
@@ -68,8 +69,6 @@ def _warnings_as_lines():
 
 
 def run(args: argparse.Namespace) -> int:
-    from refavs.inference.errors import InferenceError
-
     if args.video is not None and args.expression is None:
         return _fail("--expression is required with --video")
     if args.csv is not None and args.expression is not None:
@@ -82,15 +81,16 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _device(requested: str | None) -> str:
-    import torch
+    import torch  # pulls in torch
 
     return requested or ("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def _run_single(args: argparse.Namespace) -> int:
+    # pulls in torch
     from refavs.inference.pipeline import RefAVSPipeline, check_expression_text, resolve_checkpoint, sampling_for
-    from refavs.inference.video import decode_video
-    from refavs.models.checkpoint import load_config
+    from refavs.inference.video import decode_video  # pulls in numpy, which `refavs --help` does without
+    from refavs.models.checkpoint import load_config  # pulls in torch
 
     check_expression_text(args.expression)
     folder = resolve_checkpoint(args.checkpoint)
@@ -113,10 +113,10 @@ def _run_single(args: argparse.Namespace) -> int:
 
 
 def _run_batch(args: argparse.Namespace) -> int:
-    from refavs.inference.batch import read_batch_csv, run_batch
-    from refavs.inference.pipeline import RefAVSPipeline, resolve_checkpoint, sampling_for
-    from refavs.inference.video import check_start, decode_video
-    from refavs.models.checkpoint import load_config
+    from refavs.inference.batch import read_batch_csv, run_batch  # pulls in torch
+    from refavs.inference.pipeline import RefAVSPipeline, resolve_checkpoint, sampling_for  # pulls in torch
+    from refavs.inference.video import check_start, decode_video  # pulls in numpy
+    from refavs.models.checkpoint import load_config  # pulls in torch
 
     check_start(args.start)
     rows = read_batch_csv(args.csv)

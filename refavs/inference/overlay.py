@@ -141,7 +141,7 @@ def overlay_frames(frames: np.ndarray, probabilities: np.ndarray, expression: st
 
 def h264_available() -> bool:
     """Whether PyAV can encode H.264 here."""
-    import av
+    import av  # pulls in av
 
     try:
         av.codec.Codec(H264_ENCODER, "w")

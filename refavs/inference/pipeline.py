@@ -33,10 +33,24 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+from huggingface_hub import snapshot_download
+from PIL import Image
 
+from refavs.data.frames import normalize_frames
+from refavs.data.writer import atomic_write_bytes
+from refavs.features.audio.encoder import build_audio_featurizer
+from refavs.features.config import get_feature_config
+from refavs.features.text import TextEncoder, TextEncoderError
 from refavs.inference.errors import InferenceError
+from refavs.inference.overlay import OverlayStyle, overlay_frames, write_overlay
 from refavs.inference.video import SamplingConfig, VideoClip, decode_video
 from refavs.metrics.accumulator import MetricConfig
+from refavs.models.build import load_pretrained
+from refavs.models.checkpoint import CheckpointError, load_config
+from refavs.models.config_base import feature_mismatches
+from refavs.scoring.predictions import write_prediction
+from refavs.version import __version__
 
 CHECKPOINT_CONFIG = "config.json"
 CHECKPOINT_WEIGHTS = "model.safetensors"
@@ -84,8 +98,6 @@ def resolve_checkpoint(path_or_hub_id: str | os.PathLike) -> Path:
 
 
 def _check_checkpoint(path: Path, shown: str | None = None) -> Path:
-    from refavs.models.checkpoint import CheckpointError, load_config
-
     shown = shown or str(path)
     if path.is_dir() and not (path / CHECKPOINT_CONFIG).is_file() and (path / RUN_BEST / CHECKPOINT_CONFIG).is_file():
         path = path / RUN_BEST
@@ -105,8 +117,6 @@ def _check_checkpoint(path: Path, shown: str | None = None) -> Path:
 def _download(repo_id: str) -> Path:
     offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
     try:
-        from huggingface_hub import snapshot_download
-
         folder = snapshot_download(repo_id, allow_patterns=["*.json", "*.safetensors"], local_files_only=offline)
     except Exception as err:  # the hub raises many types: not found, gated, offline, HTTP errors
         where = "HF_HUB_OFFLINE is set and it is not in the local cache" if offline else _first_line(err)
@@ -188,8 +198,6 @@ class InferenceResult:
 
     def summary(self) -> dict[str, Any]:
         """What ``summary.json`` holds (JSON-ready)."""
-        from refavs.version import __version__
-
         clip = self.clip
         return {
             "video": clip.source,
@@ -217,8 +225,6 @@ class InferenceResult:
     def overlay_frames(self, style=None) -> list[np.ndarray]:
         """The frames with the mask tinted and outlined and the expression written on them
         (``uint8 [H', W', 3]`` each, see :mod:`refavs.inference.overlay`)."""
-        from refavs.inference.overlay import OverlayStyle, overlay_frames
-
         style = style or OverlayStyle(threshold=self.settings.threshold)
         return overlay_frames(self.clip.frames, self.probabilities, self.expression, self.clip.frame_times, style)
 
@@ -230,10 +236,6 @@ class InferenceResult:
         Returns:
             ``{"masks": folder, "overlay": video file, "summary": summary.json}``.
         """
-        from refavs.data.writer import atomic_write_bytes
-        from refavs.inference.overlay import write_overlay
-        from refavs.scoring.predictions import write_prediction
-
         directory = Path(directory)
         began = time.perf_counter()
         write_prediction(directory, MASKS_FOLDER, self.probabilities)
@@ -253,13 +255,6 @@ class RefAVSPipeline:
 
     def __init__(self, model, device: str = "cpu", settings: PipelineSettings | None = None,
                  checkpoint: str | os.PathLike | None = None):
-        import torch
-
-        from refavs.features.audio.encoder import build_audio_featurizer
-        from refavs.features.config import get_feature_config
-        from refavs.features.text import TextEncoder, TextEncoderError
-        from refavs.models.config_base import feature_mismatches
-
         self.model = model.eval()
         self.config = model.config
         preset = get_feature_config(self.config.feature_preset)
@@ -284,9 +279,6 @@ class RefAVSPipeline:
     def from_pretrained(cls, path_or_hub_id: str | os.PathLike, device: str = "cpu",
                         settings: PipelineSettings | None = None) -> "RefAVSPipeline":
         """Load a checkpoint folder, a training run (its ``best``) or a Hugging Face hub repo id."""
-        from refavs.models.build import load_pretrained
-        from refavs.models.checkpoint import CheckpointError
-
         folder = resolve_checkpoint(path_or_hub_id)
         try:
             model = load_pretrained(folder, device=device)
@@ -319,11 +311,6 @@ class RefAVSPipeline:
 
     def __call__(self, video, expression: str, start: float = 0.0, allow_silent: bool = False) -> InferenceResult:
         """Segment what ``expression`` refers to in every frame of ``video`` (see :meth:`load`)."""
-        import torch
-        from PIL import Image
-
-        from refavs.data.frames import normalize_frames
-
         truncated = self.check_expression(expression)
         if truncated and not self._warned_truncation:
             self._warned_truncation = True

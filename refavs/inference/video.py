@@ -134,7 +134,7 @@ def decode_video(path: str | Path, start: float = 0.0, allow_silent: bool = Fals
         InferenceError: missing or unreadable file, no video stream, a video shorter than
             ``config.min_seconds``, ``start`` past the end, no audio track (without ``allow_silent``).
     """
-    import av
+    import av  # pulls in av
 
     path = Path(path)
     start = check_start(start)
@@ -209,7 +209,7 @@ def _duration(container, stream, origin: float) -> float:
     if stream.duration is not None and stream.duration > 0:
         return float(stream.duration * stream.time_base)
     if container.duration is not None and container.duration > 0:
-        import av
+        import av  # pulls in av
 
         container_start = (container.start_time or 0) / av.time_base
         return container.duration / av.time_base - (origin - container_start)
@@ -260,7 +260,7 @@ def _decode_frames(container, stream, targets: Sequence[float], path: Path) -> n
 def _decode_audio(container, stream, start: float, seconds: float, rate: int) -> np.ndarray | None:
     """Mono float32 audio at ``rate`` from absolute time ``start`` for ``seconds`` (shorter when the
     track ends first); None when the track yields no samples."""
-    import av
+    import av  # pulls in av
 
     wanted = int(round(seconds * rate))
     resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)

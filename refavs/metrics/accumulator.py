@@ -31,8 +31,8 @@ from typing import Literal, Mapping, Sequence
 
 import torch
 
-from refavs.metrics.frame_stats import (
-    NUM_THRESHOLDS, count_per_frame, f_curves, f_thresholds, iou_per_frame, positive_pixels)
+from refavs.metrics.frame_stats import (NUM_THRESHOLDS, count_per_frame, f_curves, f_thresholds, iou_per_frame,
+                                        positive_pixels)
 
 Aggregation = Literal["dataset", "reference"]
 AGGREGATIONS: tuple[str, ...] = ("dataset", "reference")

@@ -13,19 +13,18 @@ import torch
 from torch import nn
 
 from refavs.models import eemc_config, lite_config
+from refavs.models.checkpoint import load_config, load_into
 from refavs.models.config_base import ModelConfig
+from refavs.models.eemc import EEMC
+from refavs.models.lite import LiteEEMC
 
 
 def model_class(config: ModelConfig) -> type[nn.Module]:
     """The class that builds ``config``, by its ``architecture``."""
     # each model module pulls in its own dependencies (transformers for EEMC): imported on demand
     if config.architecture == lite_config.ARCHITECTURE:
-        from refavs.models.lite import LiteEEMC
-
         return LiteEEMC
     if config.architecture == eemc_config.ARCHITECTURE:
-        from refavs.models.eemc import EEMC
-
         return EEMC
     raise ValueError(f"no model class for architecture {config.architecture!r}")
 
@@ -38,6 +37,4 @@ def build_model(config: ModelConfig, load_pretrained: bool = True) -> nn.Module:
 def load_pretrained(directory: str | Path, config: ModelConfig | None = None, device: str | torch.device = "cpu"):
     """The model saved in ``directory`` (see :func:`refavs.models.checkpoint.load_into`), of
     whichever class its ``config.json`` names."""
-    from refavs.models.checkpoint import load_config, load_into
-
     return load_into(model_class(load_config(directory)), directory, config=config, device=device)

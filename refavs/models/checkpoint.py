@@ -92,7 +92,7 @@ def sorted_metadata(blob: bytes, meta: Mapping[str, str]) -> bytes:
 
 def save_pretrained(model, directory: str | Path) -> Path:
     """Write ``model`` (any model of the family: it has a ``config``) into ``directory`` atomically."""
-    from safetensors.torch import save
+    from safetensors.torch import save  # pulls in safetensors
 
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
@@ -228,7 +228,7 @@ def load_into(model_class, directory: str | Path, config: ModelConfig | None = N
             than non-identity fields, which are taken from ``config``) is refused. None: the saved one.
         device: where the model ends up (tensors are read on the CPU first).
     """
-    from safetensors.torch import load_file
+    from safetensors.torch import load_file  # pulls in safetensors
 
     saved = load_config(directory)
     if config is not None:

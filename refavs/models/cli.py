@@ -7,10 +7,10 @@ import json
 import sys
 from pathlib import Path
 
+from refavs.models.registry import MODEL_CONFIGS, get_model_config
+
 
 def register(subparsers) -> None:
-    from refavs.models.registry import MODEL_CONFIGS
-
     p = subparsers.add_parser(
         "import-reference", help="convert a checkpoint of the reference implementation",
         description="Map a checkpoint of the reference implementation (GeWu-Lab/Ref-AVS, torch.save of "
@@ -36,8 +36,8 @@ def register(subparsers) -> None:
 
 
 def run_import(args: argparse.Namespace) -> int:
-    from refavs.models.checkpoint import CheckpointError
-    from refavs.models.reference_import import import_reference
+    from refavs.models.checkpoint import CheckpointError  # pulls in torch
+    from refavs.models.reference_import import import_reference  # pulls in torch
 
     if not args.checkpoint.is_file():
         print(f"refavs import-reference: error: {args.checkpoint} is not a file", file=sys.stderr)
@@ -55,10 +55,9 @@ def run_import(args: argparse.Namespace) -> int:
 
 
 def run_info(args: argparse.Namespace) -> int:
-    import torch
+    import torch  # pulls in torch
 
-    from refavs.models.build import build_model
-    from refavs.models.registry import get_model_config
+    from refavs.models.build import build_model  # pulls in torch
 
     try:
         config = get_model_config(args.config, args.overrides)

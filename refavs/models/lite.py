@@ -40,6 +40,7 @@ from torch import Tensor, nn
 
 from refavs.data.batch import ClipBatch, clip_slots
 from refavs.data.labels import TARGET_SECONDS
+from refavs.features.backbones.efficientnet_lite import FEATURE_CHANNELS, fused_for_inference, load_efficientnet_lite0
 from refavs.features.visual import GUIDE, guide_map
 from refavs.models import checkpoint
 from refavs.models.lite_config import LiteConfig
@@ -171,7 +172,6 @@ class LiteEEMC(nn.Module):
 
     def __init__(self, config: LiteConfig, load_pretrained: bool = True):
         super().__init__()
-        from refavs.features.backbones.efficientnet_lite import FEATURE_CHANNELS, load_efficientnet_lite0
 
         self.config = config
         h, inp = config.head, config.inputs
@@ -260,8 +260,6 @@ class LiteEEMC(nn.Module):
         is the refinement's guide, :func:`refavs.models.refine.guide_map`), computed by an
         inference copy of the frozen backbone with its batch norms folded in (about 3x faster on
         a CPU; made once, on first use, on the frames' device)."""
-        from refavs.features.backbones.efficientnet_lite import fused_for_inference
-
         fused = self.__dict__.get("_fused_backbone")  # not a submodule: not saved, not trained
         if fused is None or next(fused.parameters()).device != pixel_values.device:
             fused = self.__dict__["_fused_backbone"] = fused_for_inference(self.backbone.to(pixel_values.device))

@@ -213,8 +213,8 @@ class LiteConfig(ConfigMethods):
     def visual_maps(self) -> dict[str, tuple[int, int, int]]:
         """``{name: (channels, g, g)}`` of every per-frame map the model reads from the feature
         cache: the backbone's ``s8`` and ``s16``, and the guide ``rgb4`` with ``head.refine``."""
-        from refavs.features.backbones.efficientnet_lite import FEATURE_CHANNELS
-        from refavs.features.visual import GUIDE, GUIDE_CHANNELS, GUIDE_STRIDE
+        from refavs.features.backbones.efficientnet_lite import FEATURE_CHANNELS  # pulls in torch
+        from refavs.features.visual import GUIDE, GUIDE_CHANNELS, GUIDE_STRIDE  # pulls in torch
 
         out = {name: (FEATURE_CHANNELS[name], grid, grid) for name, grid in self.backbone.grids.items()}
         if self.head.refine:

@@ -46,6 +46,7 @@ import torch
 from torch import Tensor
 
 from refavs.models.checkpoint import CheckpointError, load_state_dict_strict
+from refavs.models.eemc import EEMC
 from refavs.models.eemc_config import EEMCConfig, with_reference_switches
 from refavs.models.overrides import apply_overrides
 from refavs.models.registry import get_model_config
@@ -86,8 +87,8 @@ def reference_config(base: str | EEMCConfig = "paper", overrides: Iterable[str] 
 def _transformers_renamer(segmenter) -> Callable[[str], str]:
     """Renames a transformers-4.x Mask2Former key to the installed version's name."""
     try:
-        from transformers.conversion_mapping import get_model_conversion_mapping
-        from transformers.core_model_loading import WeightConverter, WeightRenaming, rename_source_key
+        from transformers.conversion_mapping import get_model_conversion_mapping  # heavy; transformers 5 on
+        from transformers.core_model_loading import WeightConverter, WeightRenaming, rename_source_key  # the same
     except ImportError:  # transformers 4.x: its names are the reference's
         return lambda key: key
     transforms = get_model_conversion_mapping(segmenter)
@@ -98,7 +99,7 @@ def _transformers_renamer(segmenter) -> Callable[[str], str]:
 
 def _load_patterns(segmenter, attribute: str) -> list[tuple[str, str]]:
     """``(module prefix, regex)`` of transformers' ``_keys_to_ignore_on_load_*`` in the segmenter."""
-    from transformers import PreTrainedModel
+    from transformers import PreTrainedModel  # pulls in transformers
 
     out = []
     for prefix, module in segmenter.named_modules():
@@ -179,8 +180,6 @@ def import_reference(checkpoint: str | Path | Mapping[str, Tensor], out_dir: str
                      base: str | EEMCConfig = "paper", overrides: Iterable[str] = ()):
     """An :class:`~refavs.models.eemc.EEMC` with a reference checkpoint's weights and the reference
     switches; saved to ``out_dir`` (``save_pretrained``) when given. Downloads nothing."""
-    from refavs.models.eemc import EEMC
-
     state = checkpoint if isinstance(checkpoint, Mapping) else load_reference_state_dict(checkpoint)
     model = EEMC(reference_config(base, overrides), load_pretrained=False)
     source = "reference checkpoint" if isinstance(checkpoint, Mapping) else str(checkpoint)

@@ -21,7 +21,7 @@ class SegmenterLoadError(ValueError):
 
 def mask2former_config(cfg: SegmenterConfig):
     """A transformers ``Mask2FormerConfig`` (Swin backbone) with the config's sizes."""
-    from transformers import Mask2FormerConfig, SwinConfig
+    from transformers import Mask2FormerConfig, SwinConfig  # pulls in transformers
 
     stages = tuple(f"stage{i + 1}" for i in range(len(cfg.depths)))
     backbone = SwinConfig(
@@ -54,7 +54,7 @@ def architecture_differences(cfg: SegmenterConfig, hf_config) -> list[str]:
 def build_segmenter(cfg: SegmenterConfig, load_pretrained: bool = True):
     """The Mask2Former: pretrained from ``cfg.checkpoint`` when set and ``load_pretrained``,
     otherwise randomly initialised from the config's fields."""
-    from transformers import Mask2FormerForUniversalSegmentation
+    from transformers import Mask2FormerForUniversalSegmentation  # pulls in transformers
 
     if cfg.checkpoint and load_pretrained:
         if cfg.checkpoint.startswith(("/", ".", "~")) and not Path(cfg.checkpoint).expanduser().is_dir():

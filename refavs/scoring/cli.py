@@ -8,6 +8,10 @@ import sys
 from pathlib import Path
 
 from refavs.data.layout import SPLITS
+from refavs.data.masks import MediaError
+from refavs.data.metadata import MetadataError
+from refavs.scoring.score import MissingPredictionsError, score_predictions
+from refavs.scoring.table import format_report
 
 
 def register(subparsers) -> None:
@@ -39,11 +43,6 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from refavs.data.masks import MediaError
-    from refavs.data.metadata import MetadataError
-    from refavs.scoring.score import MissingPredictionsError, score_predictions
-    from refavs.scoring.table import format_report
-
     if not (args.data_dir / "metadata.csv").is_file():
         print(f"refavs score: error: {args.data_dir}/metadata.csv not found (--data-dir)", file=sys.stderr)
         return 2

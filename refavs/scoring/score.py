@@ -8,11 +8,13 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator, Literal, Sequence
 
 import numpy as np
+from tqdm import tqdm
 
 from refavs.data.layout import MASK_SIZE, NUM_FRAMES, SPLITS, DatasetLayout
 from refavs.data.masks import MaskResize, load_clip_masks
 from refavs.data.metadata import read_metadata
 from refavs.data.records import Expression
+from refavs.scoring.cues import CUE_TYPES, classify_cues
 from refavs.scoring.predictions import load_prediction, missing_predictions
 from refavs.scoring.report_kinds import SCORE_KIND, SPLIT_SCORE_KIND
 
@@ -91,8 +93,6 @@ class ScoreReport:
 
 def expression_cues(expression: Expression, source: CueSource = "auto") -> tuple[str, ...]:
     """Cue types of one expression: the ``cue`` column when present (Ref-AVS Synth), else keywords."""
-    from refavs.scoring.cues import CUE_TYPES, classify_cues
-
     column = expression.extra.get("cue")
     if source == "column" and column is None:
         raise ValueError(f"metadata has no cue column (row {expression.row}); use --cues keywords")
@@ -134,9 +134,9 @@ def score_split(data_dir: str | Path, expressions: Sequence[Expression],
         truth: expression -> its ``[10, 256, 256]`` bool ground truth made with ``mask_resize``
             (e.g. from the feature cache's masks); default: read from ``gt_mask``.
     """
-    import torch
+    import torch  # pulls in torch
 
-    from refavs.metrics import RefAVSMetrics
+    from refavs.metrics import RefAVSMetrics  # pulls in torch
 
     layout = DatasetLayout(Path(data_dir))
     metrics = RefAVSMetrics(aggregation=aggregation)
@@ -146,8 +146,6 @@ def score_split(data_dir: str | Path, expressions: Sequence[Expression],
 
     bar = None
     if progress:
-        from tqdm import tqdm
-
         bar = tqdm(total=len(expressions), desc=f"scoring {split or ''}".strip(), unit="expr", leave=False)
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         for batch in _batches(list(expressions), batch_clips):

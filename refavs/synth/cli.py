@@ -9,11 +9,13 @@ import sys
 from pathlib import Path
 
 from refavs.console import fail
+from refavs.synth.figure import make_figure
+from refavs.synth.generate import OutputFolderError, generate
+from refavs.synth.presets import MAX_SIZE, MIN_SIZE, PRESETS, check_size
+from refavs.synth.stats import dataset_stats, format_stats
 
 
 def register(subparsers) -> None:
-    from refavs.synth.presets import MAX_SIZE, MIN_SIZE, PRESETS
-
     p = subparsers.add_parser(
         "synth", help="generate Ref-AVS Synth, a synthetic benchmark that can only be solved by listening",
         description="Generate Ref-AVS Synth: clips of simple shapes that sound in chosen seconds, with\n"
@@ -62,9 +64,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_generate(args: argparse.Namespace) -> int:
-    from refavs.synth.generate import OutputFolderError, generate
-    from refavs.synth.presets import check_size
-
     if args.seed < 0:
         return _error(f"--seed must be a non-negative integer, got {args.seed}")
     if args.size is not None:
@@ -98,8 +97,6 @@ def _run_generate(args: argparse.Namespace) -> int:
 
 
 def _run_stats(args: argparse.Namespace) -> int:
-    from refavs.synth.stats import dataset_stats, format_stats
-
     if not args.stats.is_dir():
         return _error(f"--stats {args.stats} is not a folder")
     try:
@@ -113,8 +110,6 @@ def _run_stats(args: argparse.Namespace) -> int:
 
 
 def _run_figure(args: argparse.Namespace) -> int:
-    from refavs.synth.figure import make_figure
-
     root, out = args.figure
     if not root.is_dir():
         return _error(f"--figure {root} is not a folder")

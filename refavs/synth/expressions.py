@@ -30,7 +30,6 @@ from refavs.synth.categories import COLOURS, SHAPES, Category
 from refavs.synth.scene import COLUMNS, MIN_RUN, ObjectVisual, Scene, SceneObject
 
 
-
 class _Outcome:
     def __init__(self, name: str):
         self.name = name

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import soundfile as sf
 from PIL import Image, ImageDraw, ImageFont
 
 from refavs.data.layout import NUM_FRAMES, DatasetLayout
@@ -88,9 +89,9 @@ def colour_ramp(values: np.ndarray) -> np.ndarray:
 
 def log_mel(waveform: np.ndarray) -> np.ndarray:
     """``[samples]`` 16 kHz waveform -> ``[frames, 64]`` log-mel spectrogram (the features' front end)."""
-    import torch
+    import torch  # pulls in torch
 
-    from refavs.features.audio.frontend import LogMelFrontEnd
+    from refavs.features.audio.frontend import LogMelFrontEnd  # pulls in torch
 
     with torch.no_grad():
         return LogMelFrontEnd().log_mel(torch.from_numpy(waveform.astype(np.float32))[None])[0].numpy()
@@ -200,8 +201,6 @@ def _panel(root: Path, rec: dict, layout: FigureLayout, font) -> Image.Image:
                 for dx in range(0, thumb, 8):
                     draw.line([x + dx, y + layout.strip_height // 2, x + dx + 3, y + layout.strip_height // 2],
                               fill=(170, 170, 170))
-
-    import soundfile as sf
 
     waveform, _ = sf.read(str(data.audio(folder)), dtype="float32")
     spec = spectrogram_image(waveform, layout.row_width, layout.spec_height)

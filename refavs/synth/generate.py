@@ -36,6 +36,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 import numpy as np
+from tqdm import tqdm
 
 from refavs.data.layout import NUM_FRAMES, SPLITS, DatasetLayout
 from refavs.data.records import Expression
@@ -44,11 +45,12 @@ from refavs.synth.audio import WINDOW_SECONDS, synthesize
 from refavs.synth.categories import CATEGORIES, categories_for_split, check_table
 from refavs.synth.expressions import choose, enumerate_meanings, name_only, sentence
 from refavs.synth.files import STAGING_DIR, ClipFiles, remove_staging
+from refavs.synth.layout import SCENES_FILE, SOUNDING_DIR, SYNTH_FILE, read_synth_info
 from refavs.synth.presets import SynthPreset, check_size, get_preset
 from refavs.synth.render import render_clip
 from refavs.synth.scene import sample_scene
-from refavs.synth.layout import SCENES_FILE, SOUNDING_DIR, SYNTH_FILE, read_synth_info
 from refavs.synth.sounding import sounding_union
+from refavs.version import __version__
 
 GENERATOR_VERSION = "1.1"
 """Version of the generator's output; changes whenever the same seed would give other files.
@@ -269,8 +271,6 @@ def generate(out_dir: str | Path, seed: int = 0, preset: str | SynthPreset = "sm
     tasks = [ClipTask(str(out), int(seed), split, i, size, spec) for split in SPLITS for i in range(spec.clips[split])]
     bar = None
     if progress:
-        from tqdm import tqdm
-
         bar = tqdm(total=len(tasks), desc="synth", unit="clip", leave=False)
     results: list[ClipResult] = []
     try:
@@ -317,8 +317,6 @@ def split_counts(results: list[ClipResult]) -> dict[str, dict[str, int]]:
 
 def synth_info(seed: int, preset: SynthPreset, size: int, counts: dict[str, dict[str, int]]) -> dict:
     """The content of synth.json."""
-    from refavs.version import __version__
-
     return {
         "generator": "refavs.synth",
         "version": GENERATOR_VERSION,

@@ -22,6 +22,9 @@ from typing import Sequence
 import numpy as np
 
 from refavs.data.records import Expression
+from refavs.synth.expressions import NOTHING, Meaning, resolve
+from refavs.synth.layout import read_scenes
+from refavs.synth.scene import Scene
 
 NEGATIVE_TAG = "neg"
 """The category part of a negative's uid: ``<vid>_neg_<n>`` (media folder ``<vid>``)."""
@@ -50,10 +53,6 @@ def null_negatives(data_dir: str | Path, expressions: Sequence[Expression], shar
 
     ``records``: scenes.jsonl's records when the caller has read them already (not read again).
     """
-    from refavs.synth.expressions import NOTHING, Meaning, resolve
-    from refavs.synth.layout import read_scenes
-    from refavs.synth.scene import Scene
-
     if share < 0:
         raise ValueError(f"null negatives: share must be >= 0, got {share}")
     if share == 0 or not expressions:

@@ -11,6 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
+from PIL import Image
 
 from refavs.data.layout import NUM_FRAMES, DatasetLayout
 from refavs.data.video_writer import write_video
@@ -21,9 +23,6 @@ FPS = 5
 
 def clip_video(data_dir: str | Path, folder: str, out: str | Path, fps: int = FPS) -> Path:
     """Write ``media/<folder>`` of the dataset at ``data_dir`` to ``out`` (H.264 + AAC MP4)."""
-    import soundfile as sf
-    from PIL import Image
-
     layout = DatasetLayout(Path(data_dir))
     frames = [np.asarray(Image.open(layout.frame(folder, t)).convert("RGB")) for t in range(NUM_FRAMES)]
     wave, rate = sf.read(layout.audio(folder), dtype="float32", always_2d=True)

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from refavs.data.writer import DIR_MODE
+from refavs.models.checkpoint import save_pretrained
 
 STATE_FILE = "trainer_state.pt"
 CHECKPOINTS = "checkpoints"
@@ -88,8 +89,6 @@ def save_checkpoint(run_dir: str | Path, model, state: dict, best: bool = False,
 
     Older step checkpoints beyond ``keep`` are removed, never the one ``best`` points at.
     """
-    from refavs.models.checkpoint import save_pretrained
-
     run_dir = Path(run_dir)
     folder = run_dir / CHECKPOINTS
     folder.mkdir(parents=True, exist_ok=True)

@@ -10,12 +10,16 @@ from pathlib import Path
 
 from refavs.console import fail as _fail
 from refavs.data.layout import SPLITS
+from refavs.data.masks import MediaError
+from refavs.data.metadata import MetadataError
+from refavs.models.registry import MODEL_CONFIGS, get_model_config
+from refavs.models.segmenter import SegmenterLoadError
+from refavs.scoring.table import format_report
+from refavs.training.config import TRAIN_RECIPES, TrainConfig, get_train_config
 
 
 def split_overrides(overrides: list[str]) -> tuple[list[str], list[str]]:
     """``key=value`` items for the training config (its field names) and for the model config (the rest)."""
-    from refavs.training.config import TrainConfig
-
     train_fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"name"}
     train, model = [], []
     for item in overrides:
@@ -25,8 +29,6 @@ def split_overrides(overrides: list[str]) -> tuple[list[str], list[str]]:
 
 
 def register(subparsers) -> None:
-    from refavs.models.registry import MODEL_CONFIGS
-
     p = subparsers.add_parser(
         "train", help="train an EEMC model (one process, or many under torchrun / accelerate launch)",
         description="Train EEMC on a dataset in the official layout. Features are extracted into the cache "
@@ -70,19 +72,13 @@ def register(subparsers) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from refavs.data.masks import MediaError
-    from refavs.data.metadata import MetadataError
-    from refavs.features.cache import FeatureCacheError
-    from refavs.features.text import TextEncoderError
-    from refavs.models.checkpoint import CheckpointError
-    from refavs.models.registry import get_model_config
-    from refavs.models.segmenter import SegmenterLoadError
-    from refavs.training.checkpoint import ResumeError
-    from refavs.training.config import get_train_config
-    from refavs.training.trainer import TrainingError, train
+    from refavs.features.cache import FeatureCacheError  # pulls in torch
+    from refavs.features.text import TextEncoderError  # pulls in torch
+    from refavs.models.checkpoint import CheckpointError  # pulls in torch
+    from refavs.training.checkpoint import ResumeError  # pulls in torch
+    from refavs.training.trainer import TrainingError, train  # pulls in torch
 
     train_items, model_items = split_overrides(args.overrides)
-    from refavs.training.config import TRAIN_RECIPES
 
     base = args.config.removesuffix("-reference")
     recipe = args.recipe or (base if base in TRAIN_RECIPES else "tiny")
@@ -104,16 +100,13 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    import torch
+    import torch  # pulls in torch
 
-    from refavs.data.masks import MediaError
-    from refavs.data.metadata import MetadataError
-    from refavs.features.cache import FeatureCacheError
-    from refavs.models.checkpoint import CheckpointError
-    from refavs.models.build import load_pretrained
-    from refavs.scoring.table import format_report
-    from refavs.training.evaluate import evaluate
-    from refavs.training.trainer import TrainingError, prepare_features
+    from refavs.features.cache import FeatureCacheError  # pulls in torch
+    from refavs.models.build import load_pretrained  # pulls in torch
+    from refavs.models.checkpoint import CheckpointError  # pulls in torch
+    from refavs.training.evaluate import evaluate  # pulls in torch
+    from refavs.training.trainer import TrainingError, prepare_features  # pulls in torch
 
     if args.batch_size < 1:
         return _fail("eval", "--batch-size must be at least 1", 2)

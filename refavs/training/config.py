@@ -14,6 +14,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Iterable, Literal
 
+from refavs.models.overrides import apply_overrides, config_from_dict
+
 MixedPrecision = Literal["no", "bf16", "fp16", "auto"]
 Scheduler = Literal["constant", "cosine"]
 
@@ -124,8 +126,6 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict) -> "TrainConfig":
         """The config a :meth:`to_dict` dict describes; unknown keys are an error."""
-        from refavs.models.overrides import config_from_dict
-
         return config_from_dict(cls, data)
 
 
@@ -152,8 +152,6 @@ TRAIN_RECIPES = {"paper": _paper, "tiny": _tiny, "lite": _lite}
 
 def get_train_config(name: str, overrides: Iterable[str] = ()) -> TrainConfig:
     """The named recipe with ``key=value`` overrides applied."""
-    from refavs.models.overrides import apply_overrides
-
     try:
         config = TRAIN_RECIPES[name]()
     except KeyError:

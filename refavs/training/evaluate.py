@@ -23,8 +23,12 @@ from typing import Literal, Sequence
 
 import torch
 from torch.utils.data import DataLoader
+from tqdm import tqdm
 
 from refavs.data.batch import ClipBatch
+from refavs.data.dataset import RefAVSDataset, collate
+from refavs.metrics import RefAVSMetrics
+from refavs.scoring.predictions import write_prediction
 from refavs.scoring.score import ScoreReport, SplitScore, cue_groups
 
 Ablation = Literal["audio", "text", "visual"]
@@ -93,10 +97,6 @@ def evaluate(model, data_dir: str | Path, splits: Sequence[str], features, image
         ablate: ``audio``, ``text`` or ``visual`` to zero that input.
         save_pred: folder to write ``<uid>/<frame>.png`` probabilities into.
     """
-    from refavs.data.dataset import RefAVSDataset, collate
-    from refavs.metrics import RefAVSMetrics
-    from refavs.scoring.predictions import write_prediction
-
     device = torch.device(device)
     was_training = model.training
     model.eval()
@@ -111,8 +111,6 @@ def evaluate(model, data_dir: str | Path, splits: Sequence[str], features, image
             metrics = RefAVSMetrics(aggregation)
             bar = None
             if progress:
-                from tqdm import tqdm
-
                 bar = tqdm(total=len(dataset), desc=f"eval {split}", unit="clip", leave=False)
             for batch in loader:
                 batch = ablate_batch(batch, ablate).to(device)

@@ -21,13 +21,28 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+from tqdm import tqdm
 
-from refavs.data.labels import LabelSource, RowOptions, apply_row_options
+from refavs.data.dataset import RefAVSDataset, collate
+from refavs.data.labels import LabelSource, RowOptions, apply_row_options, label_source_for
+from refavs.data.layout import DatasetLayout
 from refavs.data.metadata import read_metadata
 from refavs.data.records import Expression
-from refavs.models.config_base import ModelConfig
+from refavs.data.writer import atomic_write_bytes
+from refavs.features.cache import FeatureStore, extract_features
+from refavs.features.config import get_feature_config
+from refavs.models.build import build_model, model_class
+from refavs.models.checkpoint import architecture, config_differences
+from refavs.models.config_base import ModelConfig, feature_mismatches
 from refavs.models.registry import model_config_from_dict
+from refavs.training import distributed as dist
+from refavs.training.checkpoint import last_checkpoint, load_state, rng_state, save_checkpoint, set_rng_state
 from refavs.training.config import TrainConfig
+from refavs.training.evaluate import autocast, evaluate, resolve_precision
+from refavs.training.sampling import clip_groups, rank_batches
+from refavs.version import __version__
 
 if TYPE_CHECKING:
     from refavs.scoring.score import SplitScore
@@ -89,16 +104,12 @@ def _append_log(run_dir: Path, record: dict) -> None:
 
 
 def _run_info(model_config: ModelConfig, train_config: TrainConfig, data_dir: Path) -> dict:
-    from refavs.version import __version__
-
     return {"refavs_version": __version__, "data_dir": str(data_dir.resolve()),
             "model_config": model_config.to_dict(), "train_config": train_config.to_dict()}
 
 
 def _check_resume(run_dir: Path, model_config: ModelConfig, train_config: TrainConfig) -> None:
     """Refuse to resume a run with settings other than those it started with."""
-    from refavs.models.checkpoint import config_differences
-
     info = json.loads((run_dir / RUN_FILE).read_text(encoding="utf-8"))
     saved_model = model_config_from_dict(info["model_config"])
     saved_train = TrainConfig.from_dict(info["train_config"])
@@ -116,12 +127,6 @@ def prepare_features(data_dir: Path, model_config: ModelConfig, splits, cache_di
     """The feature preset of the model, extracted for ``splits`` when missing; returns ``(config, store)``.
 
     ``media``: also cache the decoded frames and masks (``refavs features --media``)."""
-    from refavs.data.layout import DatasetLayout
-    from refavs.data.metadata import read_metadata
-    from refavs.features.cache import FeatureStore, extract_features
-    from refavs.features.config import get_feature_config
-    from refavs.models.config_base import feature_mismatches
-
     features = get_feature_config(model_config.feature_preset)
     problems = feature_mismatches(model_config, features)
     if problems:
@@ -151,20 +156,6 @@ def train(model_config: ModelConfig, train_config: TrainConfig, data_dir: str | 
     Raises :class:`TrainingError` when the run folder already holds a run (without ``resume``),
     or when resuming with other settings.
     """
-    from torch.nn.parallel import DistributedDataParallel
-    from torch.utils.data import DataLoader
-
-    from refavs.data.dataset import RefAVSDataset, collate
-    from refavs.data.labels import label_source_for
-    from refavs.data.metadata import read_metadata
-    from refavs.data.writer import atomic_write_bytes
-    from refavs.models.build import build_model, model_class
-    from refavs.models.checkpoint import architecture
-    from refavs.training import distributed as dist
-    from refavs.training.checkpoint import last_checkpoint, load_state, rng_state, save_checkpoint, set_rng_state
-    from refavs.training.evaluate import autocast, evaluate, resolve_precision
-    from refavs.training.sampling import clip_groups, rank_batches
-
     start_time = time.perf_counter()
     data_dir, run_dir = Path(data_dir), Path(run_dir)
     env = dist.setup(device)
@@ -262,7 +253,7 @@ def train(model_config: ModelConfig, train_config: TrainConfig, data_dir: str | 
     writer = None
     if env.is_main:
         try:
-            from torch.utils.tensorboard import SummaryWriter
+            from torch.utils.tensorboard import SummaryWriter  # optional: the tensorboard package
 
             writer = SummaryWriter(str(run_dir / "tensorboard"))
         except ImportError:
@@ -278,8 +269,6 @@ def train(model_config: ModelConfig, train_config: TrainConfig, data_dir: str | 
                             generator=torch.Generator().manual_seed(cfg.seed + epoch))
         bar = None
         if progress and env.is_main:
-            from tqdm import tqdm
-
             bar = tqdm(total=steps_per_epoch, initial=step_in_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}",
                        unit="step", leave=False)
         window_loss, window_clips, window_start, window_terms = 0.0, 0, time.perf_counter(), {}

@@ -13,7 +13,13 @@ the Agg canvas (never pyplot's global state).
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from refavs.data.writer import atomic_write_bytes
 
 
 def new_figure(width_in: float, height_in: float, dpi: int):
@@ -23,8 +29,8 @@ def new_figure(width_in: float, height_in: float, dpi: int):
     Matplotlib truncates ``inches * dpi`` to whole pixels, so the size given to it is a quarter
     pixel over the rounded one: rounding errors can then never lose a pixel.
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # pulls in matplotlib
+    from matplotlib.figure import Figure  # pulls in matplotlib
 
     width_px, height_px = round(width_in * dpi), round(height_in * dpi)
     fig = Figure(figsize=((width_px + 0.25) / dpi, (height_px + 0.25) / dpi), dpi=dpi, facecolor="white")
@@ -35,13 +41,6 @@ def new_figure(width_in: float, height_in: float, dpi: int):
 def save_figure(fig, out: str | Path) -> Path:
     """Write a matplotlib figure as an RGB PNG at its own size and DPI, atomically (a temporary
     file in the same folder, then a rename), so a reader never sees half a picture."""
-    import io
-
-    import numpy as np
-    from PIL import Image
-
-    from refavs.data.writer import atomic_write_bytes
-
     fig.canvas.draw()
     rgba = np.asarray(fig.canvas.buffer_rgba())
     buf = io.BytesIO()

@@ -7,6 +7,10 @@ import functools
 from pathlib import Path
 
 from refavs.console import fail
+from refavs.data.layout import SPLITS
+from refavs.data.metadata import MetadataError
+from refavs.viz.report import ReportError, ReportStyle, render_report
+from refavs.viz.sample import SampleError, SampleStyle, render_sample
 
 
 def _dpi(text: str) -> int:
@@ -17,8 +21,6 @@ def _dpi(text: str) -> int:
 
 
 def register(subparsers) -> None:
-    from refavs.data.layout import SPLITS
-
     p = subparsers.add_parser(
         "viz", help="draw a dataset sample or an evaluation report as a PNG",
         description="Pictures, drawn with matplotlib (Agg) and written atomically.\n\n"
@@ -77,9 +79,6 @@ def _check_out(out: Path) -> str | None:
 
 
 def run_sample(args: argparse.Namespace) -> int:
-    from refavs.data.metadata import MetadataError
-    from refavs.viz.sample import SampleError, SampleStyle, render_sample
-
     problem = _check_out(args.out)
     if problem:
         return _error(problem)
@@ -105,8 +104,6 @@ def run_sample(args: argparse.Namespace) -> int:
 
 
 def run_report(args: argparse.Namespace) -> int:
-    from refavs.viz.report import ReportError, ReportStyle, render_report
-
     problem = _check_out(args.out)
     if problem:
         return _error(problem)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import torch
 from PIL import Image, ImageDraw
 
 from refavs.data.frames import load_clip_frames
@@ -21,6 +22,7 @@ from refavs.data.layout import MASK_SIZE, NUM_FRAMES, DatasetLayout
 from refavs.data.masks import load_clip_masks
 from refavs.data.records import Expression
 from refavs.data.writer import atomic_write_bytes
+from refavs.metrics import iou_per_frame
 from refavs.scoring.predictions import load_prediction
 
 
@@ -67,10 +69,6 @@ def _tile(frame: np.ndarray, truth: np.ndarray, prob: np.ndarray, style: GridSty
 
 def _row_iou(truth: np.ndarray, prob: np.ndarray, threshold: float) -> float:
     """Mean J of one expression's frames, by the official definition."""
-    import torch
-
-    from refavs.metrics import iou_per_frame
-
     return float(iou_per_frame(torch.from_numpy(prob), torch.from_numpy(truth), threshold).mean())
 
 

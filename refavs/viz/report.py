@@ -33,8 +33,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Literal
 
+from refavs.scoring.cues import CUE_TYPES
 from refavs.scoring.report_kinds import DEMO_REPORT_KIND as REPORT_KIND
 from refavs.scoring.report_kinds import SCORE_KIND, SPLIT_SCORE_KIND
+from refavs.viz import new_figure, save_figure
 
 ReportKind = Literal["score", "demo"]
 """The figure's layout: ``score`` (a table and per-cue charts) or ``demo`` (with goals and ablations)."""
@@ -304,8 +306,6 @@ def _goal_table(ax, report: ReportData, style: ReportStyle) -> None:
 
 def cue_order(splits: dict[str, dict]) -> list[str]:
     """Cue groups present, in the scorer's table order (cue types, then needs_audio, then others)."""
-    from refavs.scoring.cues import CUE_TYPES
-
     present = {c for s in splits.values() for c in s.get("cues", {})}
     names = [c for c in (*CUE_TYPES, NEEDS_AUDIO) if c in present]
     return names + sorted(present - set(names))
@@ -320,7 +320,7 @@ def _bar_splits(report: ReportData) -> list[str]:
 def _bars(ax, groups: list[str], series: dict[str, list], colours: dict[str, str], ylabel: str,
           title: str) -> None:
     """Grouped bars: one group per ``groups`` entry, one bar per series; None = no bar ("n/a")."""
-    from matplotlib.patches import Patch
+    from matplotlib.patches import Patch  # pulls in matplotlib
 
     count = max(len(series), 1)
     width = 0.8 / count
@@ -415,8 +415,6 @@ def _audio_chart(ax, report: ReportData) -> None:
 
 def report_figure(report: ReportData, style: ReportStyle = ReportStyle()):
     """The report's figure (a ``matplotlib.figure.Figure`` with an Agg canvas)."""
-    from refavs.viz import new_figure
-
     fig = new_figure(style.width_in, style.height_in(report.kind), style.dpi)
     width, height = (float(v) for v in fig.get_size_inches())
 
@@ -456,8 +454,6 @@ def render_report(report: str | Path | dict | ReportData, out: str | Path,
     Raises:
         ReportError: the file is missing, not JSON, or not of a kind :func:`parse_report` reads.
     """
-    from refavs.viz import save_figure
-
     if isinstance(report, ReportData):
         data = report
     elif isinstance(report, dict):

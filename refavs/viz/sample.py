@@ -21,8 +21,13 @@ from pathlib import Path
 import numpy as np
 
 from refavs.data.layout import MASK_SIZE, NUM_FRAMES, DatasetLayout
+from refavs.data.masks import MediaError, load_clip_masks
+from refavs.data.metadata import read_metadata
 from refavs.data.records import Expression
-
+from refavs.features.audio.io import load_waveform, to_mono
+from refavs.features.config import LogMelConfig
+from refavs.scoring.predictions import load_prediction
+from refavs.viz import new_figure, save_figure
 
 TITLE_PT = 15
 """Font size of the expression."""
@@ -124,8 +129,6 @@ class Sample:
 def find_expression(data_dir: str | Path, uid: str | None = None, split: str | None = None,
                     index: int | None = None) -> Expression:
     """The metadata row with ``uid``, or the ``index``-th row (0-based, metadata order) of ``split``."""
-    from refavs.data.metadata import read_metadata
-
     if (uid is None) == (split is None):
         raise SampleError("give either a uid or a split and an index")
     if uid is not None:
@@ -145,12 +148,10 @@ def find_expression(data_dir: str | Path, uid: str | None = None, split: str | N
 def clip_log_mel(path: str | Path, seconds: float = float(NUM_FRAMES)) -> tuple[np.ndarray, float]:
     """The log-mel spectrogram ``[frames, 64]`` of the first ``seconds`` of an audio file, and
     the length (s) it covers; mono, resampled to the features' rate, not padded."""
-    import torch
+    import torch  # pulls in torch
 
-    from refavs.features.audio.frontend import LogMelFrontEnd
-    from refavs.features.audio.io import load_waveform, to_mono
-    from refavs.features.audio.resample import resample
-    from refavs.features.config import LogMelConfig
+    from refavs.features.audio.frontend import LogMelFrontEnd  # pulls in torch
+    from refavs.features.audio.resample import resample  # pulls in torch
 
     config = LogMelConfig()
     waveform, rate = load_waveform(path)
@@ -168,9 +169,9 @@ def clip_log_mel(path: str | Path, seconds: float = float(NUM_FRAMES)) -> tuple[
 
 def frame_iou(truth: np.ndarray, prediction: np.ndarray, threshold: float) -> np.ndarray:
     """J of each frame by the official definition (``[T]`` float)."""
-    import torch
+    import torch  # pulls in torch
 
-    from refavs.metrics import iou_per_frame
+    from refavs.metrics import iou_per_frame  # pulls in torch
 
     return iou_per_frame(torch.from_numpy(prediction), torch.from_numpy(truth), threshold).numpy()
 
@@ -182,9 +183,7 @@ def load_sample(data_dir: str | Path, expression: Expression, pred_dir: str | Pa
     Raises:
         SampleError: a file is missing or unreadable (the message names it).
     """
-    from refavs.data.frames import load_clip_frames
-    from refavs.data.masks import MediaError, load_clip_masks
-    from refavs.scoring.predictions import load_prediction
+    from refavs.data.frames import load_clip_frames  # pulls in torch
 
     layout = DatasetLayout(Path(data_dir))
     folder = layout.resolve_folder(expression.uid, expression.vid)
@@ -226,7 +225,7 @@ def _title(sample: Sample, style: SampleStyle) -> tuple[str, str]:
 
 
 def _draw_frame(ax, sample: Sample, t: int, style: SampleStyle) -> None:
-    from matplotlib.colors import to_rgb
+    from matplotlib.colors import to_rgb  # pulls in matplotlib
 
     ax.imshow(sample.frames[t], interpolation="bilinear")
     if sample.prediction is not None:
@@ -249,8 +248,7 @@ def _draw_frame(ax, sample: Sample, t: int, style: SampleStyle) -> None:
 
 
 def _draw_spectrogram(fig, rect, sample: Sample, style: SampleStyle, cbar_rect) -> None:
-    from refavs.features.audio.frontend import hz_to_mel
-    from refavs.features.config import LogMelConfig
+    from refavs.features.audio.frontend import hz_to_mel  # pulls in torch
 
     config = LogMelConfig()
     ax = fig.add_axes(rect)
@@ -283,10 +281,8 @@ def _draw_spectrogram(fig, rect, sample: Sample, style: SampleStyle, cbar_rect) 
 
 def sample_figure(sample: Sample, style: SampleStyle = SampleStyle()):
     """The sample's figure (a ``matplotlib.figure.Figure`` with an Agg canvas)."""
-    from matplotlib.lines import Line2D
-    from matplotlib.patches import Patch
-
-    from refavs.viz import new_figure
+    from matplotlib.lines import Line2D  # pulls in matplotlib
+    from matplotlib.patches import Patch  # pulls in matplotlib
 
     fig = new_figure(style.width_in, style.height_in, style.dpi)
     width, height = (float(v) for v in fig.get_size_inches())
@@ -335,8 +331,6 @@ def render_sample(data_dir: str | Path, out: str | Path, *, uid: str | None = No
         SampleError: unknown uid, index out of range, or a missing/unreadable file (named).
         refavs.data.MetadataError: metadata.csv is unusable.
     """
-    from refavs.viz import save_figure
-
     expression = find_expression(data_dir, uid, split, index)
     sample = load_sample(data_dir, expression, pred_dir, style.threshold)
     return save_figure(sample_figure(sample, style), out)

@@ -100,8 +100,8 @@ def tiny_checkpoint(work: Path) -> Path:
     import torch
 
     from refavs.models.checkpoint import save_pretrained
-    from refavs.models.registry import get_model_config
     from refavs.models.eemc import EEMC
+    from refavs.models.registry import get_model_config
 
     torch.manual_seed(0)
     return save_pretrained(EEMC(get_model_config("tiny")), work / "ckpt")

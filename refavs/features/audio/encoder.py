@@ -22,6 +22,7 @@ from refavs.features.audio.logmel import LogMelSummary
 from refavs.features.audio.resample import resample
 from refavs.features.audio.vggish import EMBEDDING_SIZE, VGGish, VGGishPostprocess, load_pca, load_vggish_weights
 from refavs.features.config import AudioFeatureConfig
+from refavs.features.download import fetch
 
 
 class AudioFeaturizer(nn.Module):
@@ -95,16 +96,12 @@ def build_audio_featurizer(config: AudioFeatureConfig, device: str | torch.devic
                 torch.manual_seed(config.seed)
                 encoder = VGGish(fe.patch_frames, fe.num_mel_bins, final_relu=config.vggish_final_relu)
         else:
-            from refavs.features.download import fetch
-
             encoder = VGGish(fe.patch_frames, fe.num_mel_bins, final_relu=config.vggish_final_relu)
             load_vggish_weights(encoder, fetch(config.vggish_weights, "VGGish weights"))
         if config.postprocess:
             if config.vggish_pca is None:  # random weights: an identity PCA keeps the setting testable
                 postprocess = VGGishPostprocess(torch.eye(EMBEDDING_SIZE), torch.zeros(EMBEDDING_SIZE))
             else:
-                from refavs.features.download import fetch
-
                 postprocess = load_pca(fetch(config.vggish_pca, "VGGish PCA parameters"))
     featurizer = AudioFeaturizer(config, encoder, postprocess).eval()
     return featurizer.to(device)

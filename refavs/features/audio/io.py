@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 
 from refavs.data.masks import MediaError
 
@@ -19,7 +20,6 @@ def load_waveform(path: str | Path) -> tuple[np.ndarray, int]:
     path = Path(path)
     if not path.is_file():
         raise MediaError(f"{path}: audio file not found")
-    import soundfile as sf
 
     try:
         data, rate = sf.read(str(path), dtype="float32", always_2d=True)
@@ -37,7 +37,7 @@ def load_waveform(path: str | Path) -> tuple[np.ndarray, int]:
 
 
 def _load_with_av(path: Path) -> tuple[np.ndarray, int]:
-    import av
+    import av  # pulls in av
 
     with av.open(str(path)) as container:
         if not container.streams.audio:

@@ -20,8 +20,8 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from refavs.data.writer import atomic_write_bytes
-from refavs.version import __version__
 from refavs.features.cache.keys import CACHE_FORMAT_VERSION, FeatureCacheError, settings_key
+from refavs.version import __version__
 
 
 def _keys_digest(keys: Sequence[str]) -> str:

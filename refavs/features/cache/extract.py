@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from tqdm import tqdm
+
 from refavs.data.layout import MASK_SIZE, SPLITS, DatasetLayout
 from refavs.data.metadata import read_metadata
 from refavs.data.records import Expression
@@ -83,8 +85,6 @@ def extract_features(data_dir: str | Path, config: FeatureConfig, splits: Sequen
     A preset with ``visual`` settings also caches its backbone's maps of every frame (see
     :mod:`refavs.features.visual`).
     """
-    from tqdm import tqdm  # progress bars only when extracting
-
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     start = time.perf_counter()

@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import Mapping
 
 from refavs.data.layout import MASK_SIZE, NUM_FRAMES
+from refavs.features.backbones.efficientnet_lite import weights_sha256
 from refavs.features.config import AudioFeatureConfig, FeatureConfig, TextFeatureConfig
 from refavs.features.download import file_fingerprint
+from refavs.features.text import model_fingerprint
 
 CACHE_FORMAT_VERSION = 1
 """Bumped whenever the on-disk format changes; part of every key."""
@@ -45,8 +47,6 @@ def audio_settings(config: AudioFeatureConfig) -> dict:
 
 def text_settings(config: TextFeatureConfig) -> dict:
     """The text settings that change the features, with the model's fingerprint."""
-    from refavs.features.text import model_fingerprint  # the text encoder's module pulls in torch
-
     return {"model": config.model, "model_fingerprint": model_fingerprint(config.model),
             "max_tokens": config.max_tokens, "dtype": config.dtype}
 
@@ -61,7 +61,6 @@ def visual_settings(config: FeatureConfig) -> dict | None:
     kept and their type, the frame size and normalisation (None when the preset caches none)."""
     if config.visual is None:
         return None
-    from refavs.features.backbones.efficientnet_lite import weights_sha256  # pulls in torch
 
     return {**dataclasses.asdict(config.visual), "weights_sha256": weights_sha256(), "batch_size": None,
             "image": dataclasses.asdict(config.image), "resample": "bilinear", "num_frames": NUM_FRAMES}

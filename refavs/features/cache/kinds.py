@@ -23,9 +23,12 @@ from refavs.data.frames import load_clip_frames
 from refavs.data.layout import MASK_SIZE, NUM_FRAMES, DatasetLayout
 from refavs.data.masks import MediaError, load_mask
 from refavs.data.records import Expression
-from refavs.features.cache.keys import (FeatureCacheError, audio_settings, frame_settings, mask_settings,
-                                        text_settings, visual_settings)
+from refavs.features.audio.encoder import build_audio_featurizer
+from refavs.features.cache.keys import (FeatureCacheError, audio_settings, frame_settings, mask_settings, text_settings,
+                                        visual_settings)
 from refavs.features.config import FeatureConfig
+from refavs.features.text import TextEncoder
+from refavs.features.visual import BackboneMaps, stored_maps
 
 ENTRY_POINT_GROUP = "refavs.cache_kinds"
 """Entry-point group of plug-in kinds: each loads to a :class:`CacheKind`."""
@@ -146,8 +149,6 @@ def _folder_key(e: Expression, folder: str) -> str:
 def _compute_audio(ctx: ExtractionContext) -> Compute:
     source = ctx.audio_source
     if source is None:
-        from refavs.features.audio.encoder import build_audio_featurizer  # the encoder pulls in torch
-
         source = build_audio_featurizer(ctx.config.audio, ctx.device)
 
     def compute(folders: Sequence[str]) -> dict[str, np.ndarray]:
@@ -159,8 +160,6 @@ def _compute_audio(ctx: ExtractionContext) -> Compute:
 def _compute_text(ctx: ExtractionContext) -> Compute:
     source = ctx.text_source
     if source is None:
-        from refavs.features.text import TextEncoder  # transformers and torch
-
         source = TextEncoder(ctx.config.text, ctx.device)
     dtype = np.float16 if ctx.config.text.dtype == "float16" else np.float32
 
@@ -193,8 +192,6 @@ def _compute_masks(ctx: ExtractionContext) -> Compute:
 
 
 def _compute_visual(ctx: ExtractionContext) -> Compute:
-    from refavs.features.visual import BackboneMaps  # the backbone pulls in torch
-
     maps = BackboneMaps(ctx.config, ctx.device)
 
     def compute(folders: Sequence[str]) -> dict[str, np.ndarray]:
@@ -203,8 +200,6 @@ def _compute_visual(ctx: ExtractionContext) -> Compute:
 
 
 def _read_visual(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    from refavs.features.visual import stored_maps  # the visual module pulls in torch
-
     return stored_maps(arrays, [n for n in arrays if not n.endswith(("_lo", "_step"))])
 
 
