@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -128,3 +130,17 @@ def test_cached_sounding_masks_reach_the_sample_as_a_target(synth_tiny):
     assert sample.targets[SOUNDING].dtype.is_floating_point
     assert np.array_equal(sample.targets[SOUNDING].numpy().astype(bool), masks)
     assert set(sample.targets) == {SOUNDING, TARGET_SECONDS, SOUND_RANKS}
+
+
+def test_plugins_come_from_entry_points_then_registration():
+    from refavs.data.plugins import Plugins
+    from refavs.features.cache.kinds import register_cache_kind
+
+    kinds = Plugins("refavs.cache_kinds")
+    assert [k.name for k in kinds] == [SOUNDING]           # declared in pyproject.toml
+    kinds.register("extra")
+    kinds.register("extra")
+    assert [getattr(k, "name", k) for k in kinds] == [SOUNDING, "extra"]
+    assert list(Plugins("refavs.no_such_group")) == []
+    with pytest.raises(ValueError, match="named 'audio' exists"):
+        register_cache_kind(dataclasses.replace(cache_kinds()[1], name="audio"))   # text's, renamed

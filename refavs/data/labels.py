@@ -24,14 +24,13 @@ label source a batch carries none.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
+from refavs.data.plugins import Plugins
 from refavs.data.records import Expression
 
 SOUNDING = "sounding"
@@ -96,30 +95,19 @@ class LabelSource(Protocol):
 
 LabelSourceFactory = Callable[[Path], "LabelSource | None"]
 
-_registered: list[LabelSourceFactory] = []
+FACTORIES: Plugins[LabelSourceFactory] = Plugins(ENTRY_POINT_GROUP)
+"""The label-source factories: the installed packages' entry points, then those registered."""
 
 
 def register_label_source(factory: LabelSourceFactory) -> None:
     """Add a factory ``(root) -> LabelSource | None`` to those asked by :func:`label_source_for`."""
-    if factory not in _registered:
-        _registered.append(factory)
-
-
-@functools.cache
-def _entry_point_factories() -> tuple[LabelSourceFactory, ...]:
-    """The factories the installed packages declare (looked up once per process)."""
-    return tuple(ep.load() for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name))
-
-
-def _factories() -> list[LabelSourceFactory]:
-    found = list(_entry_point_factories())
-    return found + [f for f in _registered if f not in found]
+    FACTORIES.register(factory)
 
 
 def label_source_for(root: str | Path) -> LabelSource | None:
     """The label source of the dataset at ``root``: the first factory that recognises it, else None
     (the official layout alone, as the real benchmark)."""
-    for factory in _factories():
+    for factory in FACTORIES:
         source = factory(Path(root))
         if source is not None:
             return source

@@ -79,8 +79,24 @@ class ModelConfig(Protocol):
     def from_dict(cls, data: Mapping[str, Any]) -> "ModelConfig": ...
 
 
+def _input_size(name: str) -> property:
+    def get(self) -> int:
+        value = self
+        for part in self.input_fields[name].split("."):
+            value = getattr(value, part)
+        return value
+    return property(get, doc=f"``{name}``, read from the field ``input_fields[{name!r}]`` names.")
+
+
 class ConfigMethods:
-    """``replace``, ``to_dict`` and ``from_dict`` for a frozen config dataclass (a mixin; it adds no field)."""
+    """``replace``, ``to_dict`` and ``from_dict`` for a frozen config dataclass, and the input sizes
+    read through its ``input_fields`` (a mixin; it adds no field)."""
+
+    image_size = _input_size("image_size")
+    num_frames = _input_size("num_frames")
+    audio_dim = _input_size("audio_dim")
+    text_dim = _input_size("text_dim")
+    text_tokens = _input_size("text_tokens")
 
     def replace(self, **changes: Any):
         return dataclasses.replace(self, **changes)

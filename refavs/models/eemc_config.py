@@ -326,26 +326,6 @@ class EEMCConfig(ConfigMethods):
         return False
 
     @property
-    def image_size(self) -> int:
-        return self.segmenter.image_size
-
-    @property
-    def num_frames(self) -> int:
-        return self.fusion.num_frames
-
-    @property
-    def audio_dim(self) -> int:
-        return self.fusion.audio_dim
-
-    @property
-    def text_dim(self) -> int:
-        return self.fusion.text_dim
-
-    @property
-    def text_tokens(self) -> int:
-        return self.fusion.text_tokens
-
-    @property
     def prompt_tokens(self) -> int:
         """Tokens of one frame's prompt: T audio + tag + P visual + tag + L text (181 for the paper)."""
         tags = 2 if self.fusion.modality_tags else 0

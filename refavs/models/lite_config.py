@@ -232,25 +232,6 @@ class LiteConfig(ConfigMethods):
     def reads_cached_maps(self) -> bool:
         return True
 
-    @property
-    def image_size(self) -> int:
-        return self.backbone.image_size
-
-    @property
-    def num_frames(self) -> int:
-        return self.inputs.num_frames
-
-    @property
-    def audio_dim(self) -> int:
-        return self.inputs.audio_dim
-
-    @property
-    def text_dim(self) -> int:
-        return self.inputs.text_dim
-
-    @property
-    def text_tokens(self) -> int:
-        return self.inputs.text_tokens
 
 
 def lite_config() -> LiteConfig:

@@ -11,9 +11,7 @@ as plug-ins: the ``refavs.cache_kinds`` entry points of the installed packages (
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
 
@@ -22,6 +20,7 @@ import numpy as np
 from refavs.data.frames import load_clip_frames
 from refavs.data.layout import MASK_SIZE, NUM_FRAMES, DatasetLayout
 from refavs.data.masks import MediaError, load_mask
+from refavs.data.plugins import Plugins
 from refavs.data.records import Expression
 from refavs.features.audio.encoder import build_audio_featurizer
 from refavs.features.cache.keys import (FeatureCacheError, audio_settings, frame_settings, mask_settings, text_settings,
@@ -231,27 +230,20 @@ BUILTIN_KINDS: tuple[CacheKind, ...] = (
 )
 """The kinds every dataset has, in extraction order."""
 
-_registered: list[CacheKind] = []
+PLUGIN_KINDS: Plugins[CacheKind] = Plugins(ENTRY_POINT_GROUP)
+"""The plug-in kinds: the installed packages' entry points, then those registered."""
 
 
 def register_cache_kind(kind: CacheKind) -> None:
     """Add a plug-in kind (after the built-in and entry-point kinds); a second kind of one name is refused."""
-    if any(k.name == kind.name for k in cache_kinds()) and kind not in _registered:
+    if any(k.name == kind.name and k is not kind for k in cache_kinds()):
         raise ValueError(f"a cache kind named {kind.name!r} exists already")
-    if kind not in _registered:
-        _registered.append(kind)
-
-
-@functools.cache
-def _entry_point_kinds() -> tuple[CacheKind, ...]:
-    """The kinds the installed packages declare (looked up once per process)."""
-    return tuple(ep.load() for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name))
+    PLUGIN_KINDS.register(kind)
 
 
 def cache_kinds() -> list[CacheKind]:
     """Every kind: the built-in ones, then the plug-ins' (entry points by name, then registered ones)."""
-    plugins = list(_entry_point_kinds())
-    kinds = list(BUILTIN_KINDS) + plugins + [k for k in _registered if k not in plugins]
+    kinds = list(BUILTIN_KINDS) + list(PLUGIN_KINDS)
     names = [k.name for k in kinds]
     duplicated = sorted({n for n in names if names.count(n) > 1})
     if duplicated:
