@@ -12,6 +12,10 @@ present, its area in each frame).
   :attr:`AppConfig.max_upload_mb` or not a video container with a video stream is refused
   with a message on the page. Gradio's own ``max_file_size`` enforces the same limit in the
   browser and on the server, before the file is stored.
+- The expression (:func:`check_expression`) must hold a word and at most
+  :data:`~refavs.inference.limits.MAX_EXPRESSION_CHARS` characters, as on every other path; the
+  page states the limit under the textbox and refuses a longer text with the pipeline's message,
+  before the model runs.
 - The server listens on 127.0.0.1 unless ``--host`` says otherwise, never makes a share link,
   sends no analytics and serves everything the page needs itself (no fonts or scripts from
   a CDN).
@@ -35,7 +39,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from PIL import Image
 
+from refavs.features.config import TextFeatureConfig
 from refavs.inference import InferenceError
+from refavs.inference.limits import MAX_EXPRESSION_CHARS, expression_length_error
 
 INSTALL_HINT = 'pip install -e ".[app]"'
 """How to install the optional web-demo dependency (Gradio), from the repository root."""
@@ -118,12 +124,30 @@ def check_upload(path: str | os.PathLike | None, max_bytes: int) -> Path:
     return p
 
 
-def check_expression(expression: str | None) -> str:
-    """The stripped expression, or :class:`UploadError` when there is none."""
+def check_expression(expression: str | None, max_tokens: int | None = None) -> str:
+    """The stripped expression, or :class:`UploadError` when there is none or it is longer than
+    :data:`~refavs.inference.limits.MAX_EXPRESSION_CHARS` characters (the message names
+    ``max_tokens``, the tokens the model reads: default, the text feature config's)."""
     text = (expression or "").strip()
     if not text:
         raise UploadError("Please type an expression, e.g. \"the object making the loudest sound\".")
+    too_long = expression_length_error(text, max_tokens or TextFeatureConfig().max_tokens)
+    if too_long:
+        raise UploadError(too_long)
     return text
+
+
+def text_tokens(pipeline: Any) -> int:
+    """Tokens of an expression the pipeline's model reads (its text feature config's ``max_tokens``;
+    the default config's for a stand-in without one)."""
+    features = getattr(pipeline, "features", None)
+    text = getattr(features, "text", None)
+    return int(getattr(text, "max_tokens", TextFeatureConfig().max_tokens))
+
+
+def expression_hint(max_tokens: int) -> str:
+    """What the page says under the expression's textbox."""
+    return f"At most {MAX_EXPRESSION_CHARS} characters; the model reads only the first {max_tokens} tokens."
 
 
 def format_summary(present: bool, frame_areas: Sequence[float], expression: str = "",
@@ -183,7 +207,7 @@ def predict(pipeline: Callable[..., Any], video: str | None, expression: str | N
     path = None
     try:
         path = check_upload(video, config.max_upload_bytes)
-        text = check_expression(expression)
+        text = check_expression(expression, text_tokens(pipeline))
         begin = float(start or 0.0)
         if not begin >= 0:
             raise UploadError("The start must be 0 seconds or later.")
@@ -236,12 +260,15 @@ def build_app(pipeline: Callable[..., Any], config: AppConfig, workdir: Path | N
         gr.Markdown("# Referring Audio-Visual Segmentation\n"
                     "Upload a video with sound (10 seconds are used, one frame per second), type an "
                     "expression that refers to an object in it, and press **Run**. "
-                    f"Videos up to {limit}.")
+                    f"Videos up to {limit}; expressions up to {MAX_EXPRESSION_CHARS} characters.")
         with gr.Row():
             with gr.Column():
                 video = gr.Video(label="Video (with sound)", sources=["upload"], elem_id="video-in")
+                # no max_length: the browser would cut a pasted text silently; a longer one is refused
+                # with a message instead
                 expression = gr.Textbox(label="Expression", placeholder="the object making the loudest sound",
-                                        lines=1, max_lines=3, elem_id="expression")
+                                        info=expression_hint(text_tokens(pipeline)), lines=1, max_lines=3,
+                                        elem_id="expression")
                 start = gr.Number(label="Start (seconds)", value=0, minimum=0, precision=1, elem_id="start")
                 button = gr.Button("Run", variant="primary", elem_id="run")
             with gr.Column():

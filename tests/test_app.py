@@ -18,6 +18,7 @@ from refavs.app import AppConfig, UploadError, check_expression, check_upload, f
 from refavs.cli import main
 from refavs.data.video_writer import write_video
 from refavs.inference import InferenceError
+from refavs.inference.limits import MAX_EXPRESSION_CHARS
 
 MB = 1024 * 1024
 
@@ -137,6 +138,7 @@ def test_predict_runs_the_pipeline_and_returns_overlay_masks_and_summary(clip, t
 @pytest.mark.parametrize("video, expression, start, message", [
     (None, "the dog", 0, "upload a video"),
     ("clip", "", 0, "type an expression"),
+    ("clip", "x" * (MAX_EXPRESSION_CHARS + 1), 0, f"over the limit of {MAX_EXPRESSION_CHARS:,} characters"),
     ("clip", "the dog", -2, "0 seconds or later"),
     ("text", "the dog", 0, "is not a video file"),
     ("big", "the dog", 0, "too large"),

@@ -1,12 +1,15 @@
 """The feature cache: keys, extraction once, resumption after an interruption, invalidation,
-memory-mapped reading, and the media (frames + masks) cache. Encoders are stand-ins here
+memory-mapped reading, the media (frames + masks) cache, and damaged files (sizes and checksums
+in the index, verification, extraction again). Encoders are stand-ins here
 (deterministic and counted); the real ones run in test_features_cli.py."""
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,8 +20,9 @@ from refavs.data.masks import MediaError, load_clip_masks
 from refavs.data.metadata import read_metadata
 from refavs.data.records import Expression
 from refavs.data.writer import write_metadata
-from refavs.features.cache import (FeatureCacheError, FeatureStore, cache_paths, cache_root, extract_features,
-                                   settings_key)
+from refavs.features.cache import (FeatureCacheError, FeatureStore, cache_paths, cache_root, chunks, extract_features,
+                                   integrity, open_dataset, settings_key, verify_cache)
+from refavs.features.cache.integrity import file_checksum
 from refavs.features.config import AudioFeatureConfig, get_feature_config
 
 TOKENS, DIM = 25, 6
@@ -211,3 +215,175 @@ def test_unreadable_audio_stops_with_the_file_name_and_keeps_finished_chunks(toy
                          audio_source=build_audio_featurizer(tiny.audio), text_source=FakeText())
     store = FeatureStore.open(toy_dataset, tiny)
     assert store.has_audio("clip0_0_10000") and not store.has_audio("clip2_0_10000")
+
+
+def _split_file(dataset, config, kind: str, split: str, name: str):
+    return cache_paths(dataset, config).folder(kind) / split / f"{name}.npy"
+
+
+def _overwrite_middle(path, count: int = 64) -> None:
+    """Overwrite ``count`` bytes in the middle of ``path`` (its size unchanged)."""
+    size = path.stat().st_size
+    with open(path, "r+b") as f:
+        f.seek(size // 2)
+        old = f.read(count)
+        f.seek(size // 2)
+        f.write(bytes(b ^ 0xFF for b in old))
+    assert path.stat().st_size == size
+
+
+def _train_folders(dataset):
+    layout = DatasetLayout(dataset)
+    return sorted({layout.resolve_folder(e.uid, e.vid) for e in read_metadata(dataset) if e.split == "train"})
+
+
+def test_the_index_records_each_array_files_size_and_checksum(toy_dataset, tiny):
+    extract_features(toy_dataset, tiny, progress=False, audio_source=FakeAudio(), text_source=FakeText())
+    split = cache_paths(toy_dataset, tiny).text / "train"
+    info = json.loads((split / "index.json").read_text())
+    assert sorted(info["files"]) == sorted(info["arrays"]) == ["features", "mask"]
+    for name, record in info["files"].items():
+        assert record == {"bytes": (split / f"{name}.npy").stat().st_size,
+                          "blake2b": file_checksum(split / f"{name}.npy")}
+
+
+def test_a_truncated_array_is_named_and_extracted_again(toy_dataset, tiny):
+    extract_features(toy_dataset, tiny, progress=False, audio_source=FakeAudio(), text_source=FakeText())
+    path = _split_file(toy_dataset, tiny, "audio", "train", "features")
+    size = path.stat().st_size
+    with open(path, "r+b") as f:
+        f.truncate(size // 2)
+    for opening in (lambda: FeatureStore.open(toy_dataset, tiny), lambda: open_dataset(toy_dataset, "train", tiny)):
+        with pytest.raises(FeatureCacheError) as err:
+            opening()
+        message = str(err.value)
+        assert message.startswith(f"damaged feature cache: {path} (kind audio, split train): "
+                                  f"{size // 2} bytes, the index records {size} (truncated); ")
+        assert f"refavs features --data-dir {toy_dataset} --config tiny --splits train --verify" in message
+        assert f"delete {path.parent}" in message and "\n" not in message
+    audio = FakeAudio()
+    report = extract_features(toy_dataset, tiny, progress=False, audio_source=audio, text_source=Refuse())
+    assert [(d.file, d.kind, d.split) for d in report.damaged] == [(path, "audio", "train")]
+    assert sorted(audio.clips) == _train_folders(toy_dataset)  # that split alone, extracted again
+    store = FeatureStore.open(toy_dataset, tiny)
+    for folder in _train_folders(toy_dataset):
+        np.testing.assert_array_equal(store.audio(folder), fake_audio_row(folder))
+
+
+def test_altered_bytes_are_named_by_verification_and_extracted_again(toy_dataset, tiny):
+    extract_features(toy_dataset, tiny, progress=False, media=True, audio_source=FakeAudio(),
+                     text_source=FakeText())
+    path = _split_file(toy_dataset, tiny, "audio", "train", "features")
+    _overwrite_middle(path)
+    clean = verify_cache(toy_dataset, tiny, ["val"])
+    assert not clean.damaged and clean.files > 0 and clean.bytes > 0
+    check = verify_cache(toy_dataset, tiny)
+    assert [(d.file, d.kind, d.split) for d in check.damaged] == [(path, "audio", "train")]
+    assert "checksum differs" in check.damaged[0].problem and not check.unverified
+    # without verification only the sizes are compared: extraction leaves it
+    assert extract_features(toy_dataset, tiny, progress=False, audio_source=Refuse(),
+                            text_source=Refuse()).damaged == []
+    audio = FakeAudio()
+    report = extract_features(toy_dataset, tiny, progress=False, audio_source=audio, text_source=Refuse(),
+                              verify=True)
+    assert [d.file for d in report.damaged] == [path] and not report.removed
+    assert sorted(audio.clips) == _train_folders(toy_dataset)
+    assert not verify_cache(toy_dataset, tiny).damaged
+    store = FeatureStore.open(toy_dataset, tiny)
+    for folder in _train_folders(toy_dataset):
+        np.testing.assert_array_equal(store.audio(folder), fake_audio_row(folder))
+
+
+def test_a_damaged_kind_that_the_run_does_not_extract_is_removed_and_needs_media(toy_dataset, tiny):
+    extract_features(toy_dataset, tiny, progress=False, media=True, audio_source=FakeAudio(),
+                     text_source=FakeText())
+    path = _split_file(toy_dataset, tiny, "masks", "val", "packed")
+    _overwrite_middle(path, count=8)
+    report = extract_features(toy_dataset, tiny, progress=False, audio_source=Refuse(), text_source=Refuse(),
+                              verify=True)
+    assert [d.file for d in report.removed] == [path]
+    assert not (path.parent / "index.json").exists()  # nothing reads it any more
+    layout = DatasetLayout(toy_dataset)
+    val = [e for e in read_metadata(toy_dataset) if e.split == "val"]
+    assert FeatureStore.open(toy_dataset, tiny).missing(layout, val, media=True)[0]
+    with open(path, "r+b") as f:
+        f.truncate(1)
+    (path.parent / "index.json").write_text(json.dumps({**json.loads(
+        (_split_file(toy_dataset, tiny, "masks", "train", "packed").parent / "index.json").read_text()),
+        "arrays": ["packed"], "files": {"packed": {"bytes": 2, "blake2b": ""}}}))
+    with pytest.raises(FeatureCacheError, match=r"--splits val --media --verify"):
+        FeatureStore.open(toy_dataset, tiny)
+
+
+def test_a_clean_cache_opens_without_reading_the_arrays(toy_dataset, tiny, monkeypatch):
+    extract_features(toy_dataset, tiny, progress=False, media=True, audio_source=FakeAudio(),
+                     text_source=FakeText())
+    checksums, loads = [], []
+    monkeypatch.setattr(integrity, "file_checksum", lambda path: checksums.append(path) or "")
+    real_load = np.load
+    monkeypatch.setattr(np, "load", lambda *a, **k: loads.append(a) or real_load(*a, **k))
+    store = FeatureStore.open(toy_dataset, tiny)
+    again = extract_features(toy_dataset, tiny, progress=False, media=True, audio_source=Refuse(),
+                             text_source=Refuse())
+    assert checksums == [] and loads == [] and again.damaged == []
+    store.audio("clip0_0_10000")  # arrays are opened on first use
+    assert loads and checksums == []
+
+
+def test_after_an_unclean_stop_the_split_is_verified_on_open(toy_dataset, tiny, monkeypatch):
+    def stop(split_dir):
+        raise KeyboardInterrupt("stopped after the index, before removing the chunks")
+
+    monkeypatch.setattr(chunks, "_remove_parts", stop)
+    with pytest.raises(KeyboardInterrupt):
+        extract_features(toy_dataset, tiny, ["train"], progress=False, audio_source=FakeAudio(),
+                         text_source=FakeText())
+    monkeypatch.undo()
+    split = cache_paths(toy_dataset, tiny).audio / "train"
+    assert (split / "index.json").is_file() and list(split.glob("parts-*"))
+    checked = []
+    real_checksum = integrity.file_checksum
+    monkeypatch.setattr(integrity, "file_checksum", lambda path: checked.append(path) or real_checksum(path))
+    FeatureStore.open(toy_dataset, tiny)  # intact: the checksums of that split are compared
+    assert [Path(p) for p in checked] == [split / "features.npy"]
+    _overwrite_middle(split / "features.npy")
+    with pytest.raises(FeatureCacheError, match=r"features\.npy \(kind audio, split train\): its checksum differs"):
+        FeatureStore.open(toy_dataset, tiny)
+    audio = FakeAudio()
+    report = extract_features(toy_dataset, tiny, ["train"], progress=False, audio_source=audio,
+                              text_source=FakeText())  # the stop came before the text was extracted
+    assert [d.file for d in report.damaged] == [split / "features.npy"]
+    assert audio.clips == []  # joined again from its intact chunks
+    assert not list(split.glob("parts-*"))  # which are then removed
+    checked.clear()
+    store = FeatureStore.open(toy_dataset, tiny)
+    assert checked == []
+    for folder in _train_folders(toy_dataset):
+        np.testing.assert_array_equal(store.audio(folder), fake_audio_row(folder))
+
+
+def test_an_index_without_sizes_and_checksums_is_read_unverified(toy_dataset, tiny):
+    extract_features(toy_dataset, tiny, progress=False, audio_source=FakeAudio(), text_source=FakeText())
+    index = cache_paths(toy_dataset, tiny).audio / "train" / "index.json"
+    info = json.loads(index.read_text())
+    del info["files"]
+    index.write_text(json.dumps(info))
+    store = FeatureStore.open(toy_dataset, tiny)
+    folder = _train_folders(toy_dataset)[0]
+    np.testing.assert_array_equal(store.audio(folder), fake_audio_row(folder))
+    assert verify_cache(toy_dataset, tiny).unverified == [index.parent]
+    assert extract_features(toy_dataset, tiny, progress=False, audio_source=Refuse(),
+                            text_source=Refuse()).clips_computed == 0
+
+
+def test_an_unreadable_array_is_a_cache_error(toy_dataset, tiny):
+    extract_features(toy_dataset, tiny, progress=False, audio_source=FakeAudio(), text_source=FakeText())
+    index = cache_paths(toy_dataset, tiny).audio / "train" / "index.json"
+    info = json.loads(index.read_text())
+    del info["files"]  # unverified: only reading can tell
+    index.write_text(json.dumps(info))
+    path = index.parent / "features.npy"
+    path.write_bytes(path.read_bytes()[:path.stat().st_size // 2])
+    store = FeatureStore.open(toy_dataset, tiny)
+    with pytest.raises(FeatureCacheError, match=rf"{path} \(kind audio, split train\): unreadable .*--verify"):
+        store.audio(_train_folders(toy_dataset)[0])

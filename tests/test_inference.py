@@ -19,6 +19,7 @@ from PIL import Image
 from refavs.cli import main as refavs_main
 from refavs.data.video_writer import write_video
 from refavs.inference import InferenceError, RefAVSPipeline, VideoClip, decode_video
+from refavs.inference.limits import MAX_EXPRESSION_CHARS
 from refavs.inference.overlay import OverlayStyle
 from refavs.scoring.predictions import load_prediction
 
@@ -199,6 +200,9 @@ BAD_INPUTS = {
     "text file renamed .mp4": (lambda f: ["--video", str(f["text"])], "not a readable video"),
     "video of 0.5 s": (lambda f: ["--video", str(f["short"])], "0.50 s long; at least 1 s"),
     "empty expression": (lambda f: ["--video", str(f["clip"]), "--expression", "   "], "expression is empty"),
+    "expression over the limit": (
+        lambda f: ["--video", str(f["clip"]), "--expression", "x" * (MAX_EXPRESSION_CHARS + 1)],
+        f"--expression is {MAX_EXPRESSION_CHARS + 1:,} characters long, over the limit"),
     "start past the end": (lambda f: ["--video", str(f["clip"]), "--start", "12.5"], "past the end"),
     "missing video": (lambda f: ["--video", str(f["root"] / "nope.mp4")], "video file not found"),
 }

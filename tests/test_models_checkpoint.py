@@ -1,5 +1,6 @@
-"""save_pretrained / from_pretrained, config refusal, strict keys, and the reference importer
-(on a state dict written with the reference implementation's names for a tiny configuration)."""
+"""save_pretrained / from_pretrained, config refusal, strict keys, damaged weights files (one
+error naming the file, and a run's older intact checkpoint), and the reference importer (on a
+state dict written with the reference implementation's names for a tiny configuration)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,10 @@ from safetensors.torch import load_file, save_file
 from test_models import FAST, build, logits, make_batch
 
 from refavs.cli import main as refavs_main
-from refavs.models.checkpoint import (CONFIG_FILE, FORMAT, FORMAT_VERSION, SCHEMA_KEY, WEIGHTS_FILE, CheckpointError,
-                                      load_config)
+from refavs.inference import InferenceError, RefAVSPipeline
+from refavs.models.checkpoint import (CONFIG_FILE, FORMAT, FORMAT_VERSION, HEADER_LENGTH_BYTES, SCHEMA_KEY,
+                                      WEIGHTS_FILE, CheckpointError, check_weights_file, load_config,
+                                      older_intact_checkpoint)
 from refavs.models.eemc import EEMC
 from refavs.models.reference_import import import_reference
 from refavs.models.registry import CONFIG_SCHEMA_VERSION, get_model_config
@@ -269,3 +272,101 @@ def test_model_info_command(capsys):
     info = json.loads(capsys.readouterr().out)
     assert info["parameters"]["adapters"] == 1104
     assert "fusion" not in info["trainable_groups"]
+
+
+def _damage_header(path: Path, old: bytes, new: bytes) -> None:
+    """Replace ``old`` by ``new`` (same length) in the header of the weights file at ``path``."""
+    assert len(old) == len(new)
+    blob = path.read_bytes()
+    length = int.from_bytes(blob[:HEADER_LENGTH_BYTES], "little")
+    header = blob[HEADER_LENGTH_BYTES:HEADER_LENGTH_BYTES + length]
+    assert old in header
+    path.write_bytes(blob[:HEADER_LENGTH_BYTES] + header.replace(old, new, 1) + blob[HEADER_LENGTH_BYTES + length:])
+
+
+def test_a_truncated_weights_file_is_one_error_naming_the_file(tmp_path):
+    path = build().save_pretrained(tmp_path / "ckpt")
+    weights = path / WEIGHTS_FILE
+    size = weights.stat().st_size
+    blob = weights.read_bytes()
+    weights.write_bytes(blob[:size // 2])
+    with pytest.raises(CheckpointError) as err:
+        EEMC.from_pretrained(path)
+    message = str(err.value)
+    assert message.startswith(f"{weights}: truncated: {size // 2} bytes, its header promises {size}")
+    assert "\n" not in message and "older intact" not in message
+    weights.write_bytes(blob[:HEADER_LENGTH_BYTES + 3])  # cut inside the header
+    with pytest.raises(CheckpointError, match=r"truncated: 11 bytes, smaller than its \d+-byte header"):
+        EEMC.from_pretrained(path)
+    weights.write_bytes(blob[:3])
+    with pytest.raises(CheckpointError, match="truncated: 3 bytes, not even the 8-byte header length"):
+        EEMC.from_pretrained(path)
+
+
+def test_an_altered_header_is_one_error_naming_the_file(tmp_path):
+    path = build().save_pretrained(tmp_path / "ckpt")
+    weights = path / WEIGHTS_FILE
+    intact = weights.read_bytes()
+    assert check_weights_file(weights).keys() == build().state_dict().keys()
+    cases = [(b'{"__metadata__"', b'{"__metadata__\x00', "its header is not valid JSON"),
+             (b'"dtype":"F32"', b'"dtype":"F99"', "is not a valid tensor description"),
+             (b'"shape":[8,', b'"shape":[9,', "its dtype and shape need"),
+             (b'"query_prompt.attn_gate"', b'"query_prompt.attn_gatf"', "1 missing keys: query_prompt.attn_gate")]
+    for old, new, problem in cases:
+        weights.write_bytes(intact)
+        _damage_header(weights, old, new)
+        with pytest.raises(CheckpointError) as err:
+            EEMC.from_pretrained(path)
+        assert str(err.value).startswith(str(weights)) and problem in str(err.value), (new, str(err.value))
+    weights.write_bytes(intact)
+    weights.write_bytes(intact[:HEADER_LENGTH_BYTES] + b"\xff" * 3 + intact[HEADER_LENGTH_BYTES + 3:])
+    with pytest.raises(CheckpointError, match="header is not valid JSON"):
+        EEMC.from_pretrained(path)
+    weights.write_bytes(intact + b"\x00" * 4)  # data beyond what the header describes
+    with pytest.raises(CheckpointError, match="4 bytes more than its header describes"):
+        EEMC.from_pretrained(path)
+
+
+def test_a_damaged_checkpoint_of_a_run_names_the_older_intact_one(tmp_path):
+    run = tmp_path / "run"  # a training run's layout: checkpoints/step-N (step-N-1 when saved again), last
+    model = build()
+    for name in ("step-00000010", "step-00000020", "step-00000020-1", "step-00000030"):
+        model.save_pretrained(run / "checkpoints" / name)
+    newest = run / "checkpoints" / "step-00000030"
+    (run / "last").symlink_to(Path("checkpoints") / newest.name)
+    blob = (newest / WEIGHTS_FILE).read_bytes()
+    (newest / WEIGHTS_FILE).write_bytes(blob[:len(blob) // 2])
+    # the one written just before is damaged too: the newest intact older one is named
+    second = run / "checkpoints" / "step-00000020-1"
+    _damage_header(second / WEIGHTS_FILE, b'{"__metadata__"', b'{"__metadata__\x00')
+    with pytest.raises(CheckpointError) as err:
+        EEMC.from_pretrained(run / "last")
+    message = str(err.value)
+    assert message.startswith(f"{run / 'last' / WEIGHTS_FILE}: truncated: ")
+    assert message.endswith(f"; an older intact checkpoint of the same run: {run / 'checkpoints' / 'step-00000020'}")
+    (newest / WEIGHTS_FILE).write_bytes(blob)
+    _damage_header(newest / WEIGHTS_FILE, b'"query_prompt.attn_gate"', b'"query_prompt.attn_gatf"')  # a tensor renamed
+    with pytest.raises(CheckpointError) as err:
+        EEMC.from_pretrained(newest)
+    assert "1 missing keys: query_prompt.attn_gate" in str(err.value)
+    assert str(err.value).endswith(f"an older intact checkpoint of the same run: {second.parent / 'step-00000020'}")
+    assert older_intact_checkpoint(run / "checkpoints" / "step-00000020") == run / "checkpoints" / "step-00000010"
+    assert older_intact_checkpoint(newest, names=["another.weight"]) is None  # none holds those tensors
+    assert older_intact_checkpoint(run / "checkpoints" / "step-00000010") is None
+    assert older_intact_checkpoint(tmp_path / "elsewhere") is None  # not a numbered checkpoint
+
+
+def test_the_commands_report_a_damaged_checkpoint_in_one_line(tmp_path, capsys):
+    path = build().save_pretrained(tmp_path / "ckpt")
+    weights = path / WEIGHTS_FILE
+    weights.write_bytes(weights.read_bytes()[:weights.stat().st_size // 2])
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "metadata.csv").write_text("vid,uid,split,fid,exp\n")
+    assert refavs_main(["eval", "--checkpoint", str(path), "--data-dir", str(data), "--split", "val",
+                        "--device", "cpu"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and f"{weights}: truncated" in err and "Traceback" not in err
+    with pytest.raises(InferenceError) as failed:  # what `refavs predict` prints as its one line
+        RefAVSPipeline.from_pretrained(path)
+    assert "\n" not in str(failed.value) and f"{weights}: truncated" in str(failed.value)

@@ -13,6 +13,8 @@ from refavs.data.metadata import MetadataError
 from refavs.features.config import FEATURE_PRESETS, get_feature_config
 
 PROG = "refavs features"
+MIB = 1 << 20
+"""Bytes in a mebibyte (the verification's report)."""
 
 
 def register(subparsers) -> None:
@@ -45,6 +47,10 @@ def register(subparsers) -> None:
     p.add_argument("--media", action="store_true",
                    help="also cache decoded, resized frames (uint8) and bit-packed target masks, so training "
                         "decodes no JPEG/PNG (disk: 10 x size x size x 3 bytes per clip)")
+    p.add_argument("--verify", action="store_true",
+                   help="compare every cached array file of the preset (these splits, every kind on disk) "
+                        "with the size and checksum its index records, name each damaged one and extract "
+                        "its split again (without --verify only sizes are compared)")
     p.add_argument("--device", default="cpu", help="torch device for the encoders (default cpu)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.set_defaults(func=run)
@@ -77,11 +83,20 @@ def run(args: argparse.Namespace) -> int:
     try:
         report = extract_features(args.data_dir, config, args.splits, args.cache_dir, args.batch_size,
                                   args.device, progress=not args.no_progress and sys.stderr.isatty(),
-                                  media=args.media)
+                                  media=args.media, verify=args.verify)
     except (MediaError, MetadataError, FeatureCacheError, TextEncoderError) as err:
         return fail(str(err), 1)
     except (OSError, ValueError) as err:  # weights that cannot be fetched or read
         return fail(str(err), 1)
+    if report.check is not None:
+        check = report.check
+        print(f"verified {check.files} cached files, {check.bytes / MIB:.1f} MiB in {check.seconds:.2f} s: "
+              f"{len(check.damaged)} damaged" + (f"; {len(check.unverified)} split folder(s) hold no checksums "
+                                                 "(read as they are)" if check.unverified else ""))
+    for damage in report.damaged:
+        action = ("its index removed; run again with --media to extract it" if damage in report.removed
+                  else "extracted again")
+        print(f"damaged: {damage}; {action}")
     for split, info in report.splits.items():
         print(f"{split:7s} {info['clips']:6d} clips ({info['clips_computed']} extracted), "
               f"{info['expressions']:6d} expressions ({info['texts_computed']} extracted)")

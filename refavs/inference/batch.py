@@ -4,7 +4,9 @@ resume.
 The CSV has a header with the columns ``video`` and ``expression``, and optionally ``start``
 (seconds; empty or absent: the default start) and ``id`` (the row's output folder name).
 Relative video paths are resolved against the CSV's folder. Row ``n`` (1-based, header not
-counted) is written into ``OUT/<id>/`` or, without an id, ``OUT/<nnn>-<video stem>/``.
+counted) is written into ``OUT/<id>/`` or, without an id, ``OUT/<nnn>-<video stem>/``. A row
+whose expression is empty or longer than :data:`~refavs.inference.limits.MAX_EXPRESSION_CHARS`
+characters fails before its video is read (reported with its row number; the others go on).
 
 A row is complete when its ``summary.json`` (written last) exists, names the same video,
 expression, start and checkpoint, and its masks and overlay exist; complete rows are skipped

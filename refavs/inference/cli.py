@@ -18,6 +18,7 @@ from pathlib import Path
 
 from refavs.console import fail
 from refavs.inference.errors import InferenceError
+from refavs.inference.limits import MAX_EXPRESSION_CHARS
 
 PROG = "predict"
 
@@ -37,7 +38,8 @@ def register(subparsers) -> None:
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--video", type=Path, help="a video file (any container/codec FFmpeg reads)")
     source.add_argument("--csv", type=Path, help="batch mode: a CSV with columns video,expression[,start][,id]")
-    p.add_argument("--expression", help="what to segment, e.g. \"the object making the loudest sound\" (with --video)")
+    p.add_argument("--expression", help="what to segment, e.g. \"the object making the loudest sound\" (with --video; "
+                                        f"at most {MAX_EXPRESSION_CHARS} characters)")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--start", type=float, default=0.0,
                    help="where the 10 s clip starts, in seconds (default 0; in batch mode, for rows without one)")
@@ -92,7 +94,7 @@ def _run_single(args: argparse.Namespace) -> int:
     from refavs.inference.video import decode_video  # pulls in numpy, which `refavs --help` does without
     from refavs.models.checkpoint import load_config  # pulls in torch
 
-    check_expression_text(args.expression)
+    check_expression_text(args.expression, name="--expression")
     folder = resolve_checkpoint(args.checkpoint)
     began = time.perf_counter()
     clip = decode_video(args.video, start=args.start, allow_silent=args.allow_silent,

@@ -31,6 +31,8 @@ from refavs.metrics.accumulator import MetricConfig
 OVERLAY_STEM = "overlay"
 H264_ENCODER = "libx264"
 FORMATS: tuple[str, ...] = ("mp4", "gif")
+ELLIPSIS = "…"
+"""Ends a caption line cut to fit the frame's width."""
 
 
 @dataclass(frozen=True)
@@ -89,13 +91,60 @@ def _font(size: int):
         return ImageFont.load_default()
 
 
-def _fit(draw: ImageDraw.ImageDraw, text: str, font, width: int) -> str:
-    """``text`` cut with an ellipsis so it fits ``width`` pixels."""
+def _fit(draw: ImageDraw.ImageDraw, text: str, font, width: float) -> str:
+    """``text`` on one line of ``width`` pixels: whole when it fits, else its longest prefix that
+    fits with :data:`ELLIPSIS` after it (the ellipsis alone when not even one character does).
+    Line breaks in ``text`` become spaces.
+
+    The time grows linearly with the length of ``text``: the whole text is measured once; when it
+    is too wide, the cut is estimated by adding up the advances of its characters (as far as the
+    line reaches), then settled by a search outward from the estimate and a bisection, each step
+    measuring a prefix near the cut. With the default font, whose advances simply add up, that is
+    two measurements of about a line; where kerning or combining characters move the cut by ``d``
+    characters, ``O(log d)``.
+    """
+    text = " ".join(text.splitlines())
     if draw.textlength(text, font=font) <= width:
         return text
-    while text and draw.textlength(text + "…", font=font) > width:
-        text = text[:-1]
-    return text + "…"
+
+    def fits(k: int) -> bool:
+        return k == 0 or draw.textlength(text[:k] + ELLIPSIS, font=font) <= width
+
+    lo, hi = 0, len(text)  # fits(lo); not fits(hi), since the whole text does not fit
+    guess = max(0, min(hi - 1, _prefix_within(draw, text, font, width - draw.textlength(ELLIPSIS, font=font))))
+    step = 1
+    if fits(guess):
+        lo = guess
+        while lo + step < hi:
+            if not fits(lo + step):
+                hi = lo + step
+                break
+            lo, step = lo + step, 2 * step
+    else:
+        hi = guess
+        while hi - step > lo:
+            if fits(hi - step):
+                lo = hi - step
+                break
+            hi, step = hi - step, 2 * step
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+    return text[:lo] + ELLIPSIS
+
+
+def _prefix_within(draw: ImageDraw.ImageDraw, text: str, font, width: float) -> int:
+    """How many leading characters of ``text`` fit in ``width`` pixels, by the sum of their advances
+    (each distinct character measured once; the scan stops where the line ends)."""
+    advances: dict[str, float] = {}
+    total = 0.0
+    for k, char in enumerate(text):
+        if char not in advances:
+            advances[char] = draw.textlength(char, font=font)
+        total += advances[char]
+        if total > width:
+            return k
+    return len(text)
 
 
 def _outline(mask: np.ndarray, width: int) -> np.ndarray:

@@ -12,7 +12,9 @@ checkpoint's feature preset, and runs every clip through the same steps: frames 
 model's square ``segmenter.image_size`` (bilinear) and normalised with the preset's mean/std,
 audio through the preset's featurizer (which trims or extends it to 10 s by its own rule),
 the expression through the preset's text encoder (25 tokens; a longer expression is truncated,
-with one warning per pipeline).
+with one warning per pipeline). An expression longer than
+:data:`~refavs.inference.limits.MAX_EXPRESSION_CHARS` characters, or frames with a side over
+:data:`~refavs.inference.limits.MAX_FRAME_SIDE` pixels, are refused.
 
 Output rules (``docs/inference.md``): probabilities are the sigmoid of the mask logits at
 256x256, rounded to multiples of 1/255 (exactly what the scorer's 8-bit PNGs hold); a pixel
@@ -40,9 +42,10 @@ from PIL import Image
 from refavs.data.frames import normalize_frames
 from refavs.data.writer import atomic_write_bytes
 from refavs.features.audio.encoder import build_audio_featurizer
-from refavs.features.config import get_feature_config
+from refavs.features.config import TextFeatureConfig, get_feature_config
 from refavs.features.text import TextEncoder, TextEncoderError
 from refavs.inference.errors import InferenceError
+from refavs.inference.limits import expression_length_error, frame_size_error
 from refavs.inference.overlay import OverlayStyle, overlay_frames, write_overlay
 from refavs.inference.video import SamplingConfig, VideoClip, decode_video
 from refavs.metrics.accumulator import MetricConfig
@@ -130,10 +133,27 @@ def _first_line(err: BaseException) -> str:
     return text.splitlines()[0] if text else type(err).__name__
 
 
-def check_expression_text(expression: str) -> None:
-    """Raise :class:`InferenceError` unless ``expression`` is a string with at least one non-space character."""
+DEFAULT_TEXT_TOKENS = TextFeatureConfig().max_tokens
+"""Tokens the model reads of an expression, as the text feature config says (every preset keeps
+its default); messages use it where no checkpoint is at hand yet."""
+
+
+def check_expression_text(expression: str, max_tokens: int = DEFAULT_TEXT_TOKENS,
+                          name: str = "the expression") -> None:
+    """Raise :class:`InferenceError` unless ``expression`` is a string of at most
+    :data:`~refavs.inference.limits.MAX_EXPRESSION_CHARS` characters with at least one non-space one.
+
+    Args:
+        expression: the expression as given.
+        max_tokens: tokens the model reads (named in the message refusing a long expression).
+        name: how messages name the input (``--expression`` on the command line).
+    """
+    if isinstance(expression, str):
+        too_long = expression_length_error(expression, max_tokens, name)
+        if too_long:
+            raise InferenceError(too_long)
     if not isinstance(expression, str) or not expression.strip():
-        raise InferenceError(f"the expression is empty ({expression!r}); it needs at least one word")
+        raise InferenceError(f"{name} is empty ({expression!r}); it needs at least one word")
 
 
 def sampling_for(config, base: SamplingConfig | None = None) -> SamplingConfig:
@@ -288,24 +308,33 @@ class RefAVSPipeline:
 
     def load(self, video, start: float = 0.0, allow_silent: bool = False) -> VideoClip:
         """A :class:`VideoClip` from a path (decoded from ``start``), a clip, or
-        ``(frames uint8 [T, H, W, 3], waveform [samples] or [channels, samples], sample_rate)``."""
+        ``(frames uint8 [T, H, W, 3], waveform [samples] or [channels, samples], sample_rate)``.
+
+        Frames with a side over :data:`~refavs.inference.limits.MAX_FRAME_SIDE` pixels are refused
+        (a file's before any frame is decoded)."""
         if isinstance(video, VideoClip):
             if len(video.frames) != self.settings.sampling.num_frames:
                 raise InferenceError(f"the model takes {self.settings.sampling.num_frames} frames, the clip has "
                                      f"{len(video.frames)}")
-            return video
-        if isinstance(video, (str, os.PathLike)):
-            return decode_video(video, start=start, allow_silent=allow_silent, config=self.settings.sampling)
-        if isinstance(video, (tuple, list)) and len(video) == 3:
+            clip = video
+        elif isinstance(video, (str, os.PathLike)):
+            clip = decode_video(video, start=start, allow_silent=allow_silent, config=self.settings.sampling)
+        elif isinstance(video, (tuple, list)) and len(video) == 3:
             if start:
                 raise InferenceError("start applies to video files only; pass the arrays of the clip you want")
             frames, waveform, rate = video
-            return VideoClip.from_arrays(frames, waveform, rate, num_frames=self.settings.sampling.num_frames)
-        raise InferenceError("video must be a file path, a VideoClip or a tuple (frames, waveform, sample_rate)")
+            clip = VideoClip.from_arrays(frames, waveform, rate, num_frames=self.settings.sampling.num_frames)
+        else:
+            raise InferenceError("video must be a file path, a VideoClip or a tuple (frames, waveform, sample_rate)")
+        too_large = frame_size_error(clip.frames.shape[2], clip.frames.shape[1])
+        if too_large:
+            raise InferenceError(f"{clip.source}: {too_large}" if clip.source else too_large)
+        return clip
 
     def check_expression(self, expression: str) -> bool:
-        """Raise :class:`InferenceError` for an empty expression; True when it will be truncated."""
-        check_expression_text(expression)
+        """Raise :class:`InferenceError` for an empty expression or one over
+        :data:`~refavs.inference.limits.MAX_EXPRESSION_CHARS` characters; True when it will be truncated."""
+        check_expression_text(expression, self.features.text.max_tokens)
         tokens = self.text_encoder.tokenizer(expression)["input_ids"]
         return len(tokens) > self.features.text.max_tokens
 

@@ -16,6 +16,8 @@ The rules (also in ``docs/inference.md``):
   it from its start): so second ``t`` of the audio lines up with frame ``t``.
 - **Too short**: a video under 1 s, or less than 1 s left after ``start``, is refused; so is a
   ``start`` at or past the end.
+- **Too large**: frames with a side over ``MAX_FRAME_SIDE`` pixels (:mod:`refavs.inference.limits`)
+  are refused before any is decoded.
 - **Audio**: the first audio track, from ``start`` for ``window`` seconds, mixed to mono and
   resampled to 16 kHz by FFmpeg's resampler (``av.AudioResampler``). A file without an audio
   track is refused unless ``allow_silent``, which then uses silence.
@@ -34,6 +36,7 @@ import numpy as np
 
 from refavs.data.layout import NUM_FRAMES
 from refavs.inference.errors import InferenceError
+from refavs.inference.limits import frame_size_error
 
 AudioSource = Literal["track", "silence", "arrays"]
 
@@ -172,6 +175,9 @@ def _decode(container, path: Path, start: float, allow_silent: bool, config: Sam
         kind = "an audio file" if container.streams.audio else "not a video"
         raise InferenceError(f"{path}: no video stream ({kind})")
     stream = container.streams.video[0]
+    too_large = frame_size_error(stream.codec_context.width or 0, stream.codec_context.height or 0)
+    if too_large:
+        raise InferenceError(f"{path}: {too_large}")
     stream.thread_type = "AUTO"
     origin = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
     duration = _duration(container, stream, origin)

@@ -8,6 +8,12 @@ model. :func:`refavs.models.build.load_pretrained` picks the class from the save
   interrupted save never leaves a half-written checkpoint.
 - Loading maps every tensor to the CPU (safetensors, no pickle), then moves the model to the
   requested device.
+- Before any tensor is read, the weights file's header is checked against the file
+  (:func:`check_weights_file`): a file cut short, a header that is not JSON, or tensor entries
+  that do not tile the data raise one :class:`CheckpointError` line naming the file and what is
+  wrong. When the checkpoint is one of several numbered ones in a folder (a training run's
+  ``checkpoints/step-N``), the message names the newest older one whose header and sizes are
+  intact (:func:`older_intact_checkpoint`).
 - Keys are checked strictly: missing, unexpected and wrongly shaped tensors are counted (the
   first few named), after the architecture settings in which the weights differ.
 - A checkpoint of another configuration is refused with the settings that differ. Fields that
@@ -23,12 +29,13 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import os
 import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Mapping
+from typing import Collection, Mapping
 
 import torch
 
@@ -40,6 +47,15 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 HEADER_LENGTH_BYTES = 8
 """A safetensors file starts with its JSON header's length, 8 bytes little-endian."""
+MAX_HEADER_BYTES = 100_000_000
+"""The largest header safetensors reads (its own limit); a larger length means altered bytes."""
+METADATA_KEY = "__metadata__"
+"""The header's entry of free-form metadata (every other entry is a tensor)."""
+DTYPE_BYTES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
+               "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8}
+"""Bytes per element of each safetensors dtype."""
+NUMBERED = re.compile(r"^(\D+)(\d.*)$")
+"""A numbered checkpoint folder's name: a prefix, then a number (``step-00000120``, ``step-00000120-1``)."""
 FORMAT = "refavs-eemc"
 FORMAT_VERSION = 1
 SCHEMA_KEY = "config_schema_version"
@@ -48,6 +64,113 @@ SCHEMA_KEY = "config_schema_version"
 
 class CheckpointError(ValueError):
     """A checkpoint that does not fit the model it is loaded into."""
+
+
+def check_weights_file(path: str | Path) -> dict[str, dict]:
+    """The tensor entries of the safetensors header of ``path``, after checking that the file
+    holds what its header promises: a JSON header of the stated length, every tensor's byte
+    range of the size its dtype and shape need, the ranges tiling the data, the data as long as
+    they say. Reads the header only.
+
+    Raises:
+        CheckpointError: one line naming the file and what is wrong.
+    """
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            length = int.from_bytes(f.read(HEADER_LENGTH_BYTES), "little")
+            raw = f.read(min(length, MAX_HEADER_BYTES))
+    except OSError as err:
+        raise CheckpointError(f"{path}: cannot read the weights ({err.strerror or err})") from None
+    if size < HEADER_LENGTH_BYTES:
+        raise CheckpointError(f"{path}: truncated: {size} bytes, not even the {HEADER_LENGTH_BYTES}-byte header length")
+    if length > MAX_HEADER_BYTES:
+        raise CheckpointError(f"{path}: damaged: the header length {length} is impossible (altered bytes)")
+    if HEADER_LENGTH_BYTES + length > size:
+        raise CheckpointError(f"{path}: truncated: {size} bytes, smaller than its "
+                              f"{HEADER_LENGTH_BYTES + length}-byte header")
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as err:
+        raise CheckpointError(f"{path}: damaged: its header is not valid JSON ({err})") from None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path}: damaged: its header is not a JSON object")
+    tensors = {k: v for k, v in header.items() if k != METADATA_KEY}
+    ranges = []
+    for name, entry in tensors.items():
+        try:
+            start, end = entry["data_offsets"]
+            shape, itemsize = [int(d) for d in entry["shape"]], DTYPE_BYTES[entry["dtype"]]
+            if not (isinstance(start, int) and isinstance(end, int) and 0 <= start <= end) or min(shape, default=0) < 0:
+                raise ValueError
+        except (KeyError, TypeError, ValueError):
+            raise CheckpointError(f"{path}: damaged: the header's entry of tensor {name!r} is not a valid "
+                                  f"tensor description") from None
+        need = itemsize * math.prod(shape)
+        if end - start != need:
+            raise CheckpointError(f"{path}: damaged: tensor {name!r} spans {end - start} bytes in the header, "
+                                  f"its dtype and shape need {need}")
+        ranges.append((start, end, name))
+    promised = 0
+    for start, end, name in sorted(ranges):
+        if start != promised:
+            raise CheckpointError(f"{path}: damaged: the header's byte ranges overlap or leave a gap at "
+                                  f"tensor {name!r}")
+        promised = end
+    data = size - HEADER_LENGTH_BYTES - length
+    if data < promised:
+        raise CheckpointError(f"{path}: truncated: {size} bytes, its header promises "
+                              f"{HEADER_LENGTH_BYTES + length + promised}")
+    if data > promised:
+        raise CheckpointError(f"{path}: damaged: {data - promised} bytes more than its header describes")
+    return tensors
+
+
+def weights_intact(directory: str | Path, names: Collection[str] | None = None) -> bool:
+    """Whether ``directory`` holds a config and a weights file whose header and sizes are intact
+    (and, given ``names``, whose tensors are exactly those)."""
+    try:
+        tensors = check_weights_file(Path(directory) / WEIGHTS_FILE)
+    except CheckpointError:
+        return False
+    return (Path(directory) / CONFIG_FILE).is_file() and (names is None or set(tensors) == set(names))
+
+
+def _natural_order(name: str) -> tuple:
+    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name))
+
+
+def _prefix(name: str) -> str | None:
+    numbered = NUMBERED.match(name)
+    return numbered.group(1) if numbered else None
+
+
+def older_intact_checkpoint(directory: str | Path, names: Collection[str] | None = None) -> Path | None:
+    """The newest checkpoint saved before ``directory`` beside it whose header and sizes are
+    intact (:func:`weights_intact`, with ``names`` the tensors it must hold): among the folders
+    of its parent named with the same prefix and a number (a training run's
+    ``checkpoints/step-N`` and ``step-N-k``), in the numbers' order. None when there is none, or
+    when ``directory`` is not named so."""
+    directory = Path(directory).resolve()
+    prefix = _prefix(directory.name)
+    if prefix is None:
+        return None
+    own = _natural_order(directory.name)
+    older = [p for p in directory.parent.glob(f"{prefix}*")
+             if p.is_dir() and _prefix(p.name) == prefix and _natural_order(p.name) < own]
+    for candidate in sorted(older, key=lambda p: _natural_order(p.name), reverse=True):
+        if weights_intact(candidate, names):
+            return candidate
+    return None
+
+
+def _damaged(err: CheckpointError, directory: str | Path, names: Collection[str] | None = None) -> CheckpointError:
+    """``err`` with, where there is one, the older intact checkpoint beside ``directory`` named."""
+    older = older_intact_checkpoint(directory, names)
+    if older is None:
+        return err
+    return CheckpointError(f"{err}; an older intact checkpoint of the same run: {older}")
 
 
 def architecture(config: ModelConfig) -> str:
@@ -228,15 +351,27 @@ def load_into(model_class, directory: str | Path, config: ModelConfig | None = N
             than non-identity fields, which are taken from ``config``) is refused. None: the saved one.
         device: where the model ends up (tensors are read on the CPU first).
     """
+    from safetensors import SafetensorError  # pulls in safetensors
     from safetensors.torch import load_file  # pulls in safetensors
 
     saved = load_config(directory)
+    weights = Path(directory) / WEIGHTS_FILE
+    try:
+        check_weights_file(weights)
+    except CheckpointError as err:
+        raise _damaged(err, directory) from None
     if config is not None:
         differences = config_differences(saved, config)
         if differences:
             raise CheckpointError(f"{directory} holds a checkpoint of config {saved.name!r}, not of the requested "
                                   f"{config.name!r}; settings that differ: " + "; ".join(differences))
     model = model_class(config or saved, load_pretrained=False)
-    state = load_file(str(Path(directory) / WEIGHTS_FILE), device="cpu")
-    load_state_dict_strict(model, state, source=str(directory))
+    try:
+        state = load_file(str(weights), device="cpu")
+    except SafetensorError as err:  # what the header check does not see
+        raise _damaged(CheckpointError(f"{weights}: damaged: {err}"), directory) from None
+    try:
+        load_state_dict_strict(model, state, source=str(weights))
+    except CheckpointError as err:  # a tensor missing or renamed: the header was altered, or other weights
+        raise _damaged(err, directory, model.state_dict().keys()) from None
     return model.to(device)

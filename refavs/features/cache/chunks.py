@@ -3,7 +3,10 @@
 Extraction writes chunks of rows to ``<split>/parts-<digest>-<chunk>/`` (each chunk atomically);
 an interrupted run resumes at the first missing chunk. When every chunk is there they are joined
 into the ``.npy`` files (written to temporary names and renamed) and ``index.json`` is written
-last: a split is complete exactly when its index exists and matches the current list of items.
+last, with the size and checksum of every array file (:mod:`~refavs.features.cache.integrity`):
+a split is complete exactly when its index exists, matches the current list of items, and its
+files have the sizes it records (and, when asked or when chunk folders were left behind, the
+checksums).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from refavs.data.writer import atomic_write_bytes
+from refavs.features.cache.integrity import FILES_KEY, PARTS_GLOB, CacheDamage, file_record, split_damage
 from refavs.features.cache.keys import CACHE_FORMAT_VERSION, FeatureCacheError, settings_key
 from refavs.version import __version__
 
@@ -51,17 +55,28 @@ def _read_part(path: Path, rows: int, names: Sequence[str] | None) -> dict[str, 
     return arrays
 
 
-def split_is_complete(split_dir: Path, keys: Sequence[str]) -> bool:
-    """True when ``split_dir`` holds finished arrays for exactly ``keys`` in that order."""
-    index = split_dir / "index.json"
-    if not index.is_file():
-        return False
+def read_index(split_dir: Path) -> dict | None:
+    """The parsed ``index.json`` of a split, or None when it is absent or unreadable."""
     try:
-        info = json.loads(index.read_text(encoding="utf-8"))
+        info = json.loads((split_dir / "index.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return False
-    return info.get("digest") == _keys_digest(keys) and all((split_dir / f"{n}.npy").is_file()
-                                                            for n in info.get("arrays", []))
+        return None
+    return info if isinstance(info, dict) else None
+
+
+def complete_split_damage(split_dir: Path, keys: Sequence[str], checksums: bool = False) -> list[CacheDamage] | None:
+    """None when ``split_dir`` holds no finished arrays for exactly ``keys`` in that order;
+    otherwise its damaged files (empty when intact): sizes always, checksums with ``checksums``
+    or when chunk folders were left behind beside the index."""
+    info = read_index(split_dir)
+    if info is None or info.get("digest") != _keys_digest(keys):
+        return None
+    return split_damage(split_dir, info, checksums)
+
+
+def split_is_complete(split_dir: Path, keys: Sequence[str], checksums: bool = False) -> bool:
+    """True when ``split_dir`` holds finished, undamaged arrays for exactly ``keys`` in that order."""
+    return complete_split_damage(split_dir, keys, checksums) == []
 
 
 def extract_split(split_dir: Path, keys: Sequence[str], compute: Callable[[Sequence[str]], Mapping[str, np.ndarray]],
@@ -77,6 +92,7 @@ def extract_split(split_dir: Path, keys: Sequence[str], compute: Callable[[Seque
     if not keys:
         return 0
     if split_is_complete(split_dir, keys):
+        _remove_parts(split_dir)  # left by a writer stopped after its index; the arrays passed the check
         return 0
     digest = _keys_digest(keys)
     parts = split_dir / f"parts-{digest[:16]}-{chunk_size}"
@@ -114,6 +130,7 @@ def _join_parts(split_dir: Path, parts: Path, keys: Sequence[str], chunk_size: i
     first = _read_part(parts / f"{0:06d}.npz", min(len(keys), chunk_size), names)
     if first is None:
         raise FeatureCacheError(f"{parts}: the first chunk vanished or is unreadable; run the extraction again")
+    files = {}
     for name in names:
         sample = first[name]
         tmp = split_dir / f".{name}.npy.tmp"
@@ -126,8 +143,13 @@ def _join_parts(split_dir: Path, parts: Path, keys: Sequence[str], chunk_size: i
             row += len(block)
         out.flush()
         del out
+        files[name] = file_record(tmp)  # read back from the written file
         os.replace(tmp, split_dir / f"{name}.npy")
     _write_json(index, {"digest": digest, "count": len(keys), "arrays": list(names), "keys": list(keys),
-                        **extra_index})
-    for stale in split_dir.glob("parts-*"):
+                        FILES_KEY: files, **extra_index})
+    _remove_parts(split_dir)
+
+
+def _remove_parts(split_dir: Path) -> None:
+    for stale in split_dir.glob(PARTS_GLOB):
         shutil.rmtree(stale, ignore_errors=True)

@@ -12,7 +12,9 @@ from tqdm import tqdm
 from refavs.data.layout import MASK_SIZE, SPLITS, DatasetLayout
 from refavs.data.metadata import read_metadata
 from refavs.data.records import Expression
-from refavs.features.cache.chunks import extract_split, split_is_complete, write_manifest
+from refavs.features.cache.chunks import (complete_split_damage, extract_split, read_index, split_is_complete,
+                                          write_manifest)
+from refavs.features.cache.integrity import SIZE_KEY, CacheDamage, is_verified, split_damage
 from refavs.features.cache.keys import CachePaths, cache_root, settings_key
 from refavs.features.cache.kinds import AudioSource, CacheKind, ExtractionContext, TextSource, cache_kinds
 from refavs.features.config import FeatureConfig
@@ -29,6 +31,27 @@ def cache_paths(data_dir: str | Path, config: FeatureConfig, cache_dir: str | Pa
 
 
 @dataclass
+class CacheCheck:
+    """What :func:`verify_cache` found.
+
+    Attributes:
+        damaged: every damaged array file (missing, of another size or another checksum than
+            its split's index records).
+        files: array files whose checksums were compared.
+        bytes: their total size.
+        unverified: split folders whose index records no sizes or checksums (written by an
+            older refavs); they are read as they are.
+        seconds: wall time of the check.
+    """
+
+    damaged: list[CacheDamage] = field(default_factory=list)
+    files: int = 0
+    bytes: int = 0
+    unverified: list[Path] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+@dataclass
 class ExtractionReport:
     """What :func:`extract_features` did.
 
@@ -38,11 +61,20 @@ class ExtractionReport:
             were computed by this run (``clips_computed`` for audio, ``texts_computed`` for text,
             ``<kind>_computed`` for the others; 0 when cached).
         seconds: wall time of the run.
+        damaged: the damaged array files found (sizes always; checksums with ``verify``); the
+            splits of the kinds this run extracts are extracted again, the others' indexes are
+            removed (listed in ``removed``) so that nothing reads them.
+        removed: the damaged entries of kinds this run does not extract (``--media`` kinds when
+            it is not given).
+        check: with ``verify``, what the checksum comparison found (:func:`verify_cache`).
     """
 
     paths: CachePaths
     splits: dict[str, dict[str, int]] = field(default_factory=dict)
     seconds: float = 0.0
+    damaged: list[CacheDamage] = field(default_factory=list)
+    removed: list[CacheDamage] = field(default_factory=list)
+    check: CacheCheck | None = None
 
     @property
     def clips_computed(self) -> int:
@@ -53,16 +85,58 @@ class ExtractionReport:
         return sum(s["texts_computed"] for s in self.splits.values())
 
 
+def verify_cache(data_dir: str | Path, config: FeatureConfig, splits: Sequence[str] | None = None,
+                 cache_dir: str | Path | None = None, mask_size: int = MASK_SIZE,
+                 mask_resize: str = "reference") -> CacheCheck:
+    """Compare every array file of ``config``'s cache (every kind present, ``splits`` or all)
+    with the size and checksum its split's index records; reads every byte, changes nothing."""
+    start = time.perf_counter()
+    check = CacheCheck()
+    for folder in cache_paths(data_dir, config, cache_dir, mask_size, mask_resize).folders.values():
+        if folder is None or not folder.is_dir():
+            continue
+        for split_dir in sorted(p for p in folder.iterdir() if p.is_dir() and (splits is None or p.name in splits)):
+            info = read_index(split_dir)
+            if info is None:
+                continue
+            if not is_verified(info):
+                check.unverified.append(split_dir)
+            check.damaged += split_damage(split_dir, info, checksums=True)
+            if is_verified(info):
+                records = [r for r in info["files"].values() if isinstance(r, dict)]
+                check.files += len(records)
+                check.bytes += sum(r.get(SIZE_KEY, 0) for r in records)
+    check.seconds = time.perf_counter() - start
+    return check
+
+
 def wanted_kinds(root: Path, config: FeatureConfig, media: bool) -> list[CacheKind]:
     """The kinds a dataset extracts under ``config`` (with ``media``: the frames, masks and plug-in kinds too)."""
     return [k for k in cache_kinds() if k.applies(root, config.visual is not None, media)]
+
+
+def _find_damage(report: ExtractionReport, plan: dict[str, dict[str, list[str]]], kinds: Sequence[CacheKind]) -> None:
+    """Record the damaged splits in ``report`` (sizes; with ``report.check``, checksums too) and
+    remove their indexes, so that the kinds this run extracts are extracted again and nothing
+    reads the others."""
+    wanted = {kind.name for kind in kinds}
+    found = list(report.check.damaged) if report.check is not None else []
+    for split, items in plan.items():
+        for kind in kinds:
+            damage = complete_split_damage(report.paths.folder(kind.name) / split, items[kind.name])
+            found += [d for d in damage or [] if d not in found]
+    for damage in found:
+        report.damaged.append(damage)
+        if damage.kind not in wanted:
+            report.removed.append(damage)
+        (damage.file.parent / "index.json").unlink(missing_ok=True)
 
 
 def extract_features(data_dir: str | Path, config: FeatureConfig, splits: Sequence[str] | None = None,
                      cache_dir: str | Path | None = None, batch_size: int = 16, device: str = "cpu",
                      progress: bool = True, media: bool = False, mask_size: int = MASK_SIZE,
                      mask_resize: str = "reference", audio_source: AudioSource | None = None,
-                     text_source: TextSource | None = None) -> ExtractionReport:
+                     text_source: TextSource | None = None, verify: bool = False) -> ExtractionReport:
     """Extract and cache the features of every expression of ``splits``.
 
     Encoders are built only when something is missing (so a second run returns at once);
@@ -81,8 +155,12 @@ def extract_features(data_dir: str | Path, config: FeatureConfig, splits: Sequen
             ``10 * size * size * 3`` bytes per clip); and the plug-in kinds of datasets that have
             them (Ref-AVS Synth's sounding-object masks).
         mask_size, mask_resize: the target masks' size and resize rule (with ``media``).
+        verify: compare the checksum of every cached array file of ``splits`` (every kind the
+            preset has on disk) with its index and extract the damaged splits again (without
+            it only the sizes are compared, which finds a truncated or missing file).
 
-    A preset with ``visual`` settings also caches its backbone's maps of every frame (see
+    A split whose arrays are damaged is extracted again (its damaged files are listed in the
+    report's ``damaged``). A preset with ``visual`` settings also caches its backbone's maps of every frame (see
     :mod:`refavs.features.visual`).
     """
     if batch_size < 1:
@@ -102,6 +180,9 @@ def extract_features(data_dir: str | Path, config: FeatureConfig, splits: Sequen
         plan[split] = {kind.name: kind.items(layout, rows) for kind in kinds}
         report.splits[split] = {"clips": len(plan[split]["audio"]), "expressions": len(plan[split]["text"]),
                                 **{kind.report_name: 0 for kind in kinds}}
+    if verify:
+        report.check = verify_cache(layout.root, config, list(plan), cache_dir, mask_size, mask_resize)
+    _find_damage(report, plan, kinds)
     todo = {kind.name: sum(len(items[kind.name]) for split, items in plan.items()
                            if not split_is_complete(paths.folder(kind.name) / split, items[kind.name]))
             for kind in kinds}

@@ -1,4 +1,11 @@
-"""Reading the cache: memory-mapped arrays of every kind, looked up by media folder or expression."""
+"""Reading the cache: memory-mapped arrays of every kind, looked up by media folder or expression.
+
+Opening a store compares the size of every array file with what its split's index records (one
+``os.stat`` each, no byte read) and, for a split with chunk folders left beside its index, the
+checksums too (:mod:`~refavs.features.cache.integrity`). A damaged file raises
+:class:`~refavs.features.cache.keys.FeatureCacheError` naming it, its kind, its split and the
+command that extracts it again.
+"""
 
 from __future__ import annotations
 
@@ -12,26 +19,56 @@ from refavs.data.dataset import RefAVSDataset
 from refavs.data.layout import MASK_SIZE, DatasetLayout
 from refavs.data.records import Expression
 from refavs.features.cache.extract import cache_paths
+from refavs.features.cache.integrity import CacheDamage, split_damage
 from refavs.features.cache.keys import FeatureCacheError
 from refavs.features.cache.kinds import cache_kind, cache_kinds, mask_key, unpack_masks
-from refavs.features.config import FeatureConfig
+from refavs.features.config import FEATURE_PRESETS, FeatureConfig
+
+BASE_KINDS = frozenset({"audio", "text", "visual"})
+"""The kinds extracted without ``--media`` (the others need it)."""
+GENERIC_FIX = "refavs features --data-dir <dataset> --config <preset>"
+"""The extraction command a store names when it was not opened from a dataset and a preset."""
+
+
+def repair_advice(damage: CacheDamage, fix: str) -> str:
+    """How to replace a damaged split: ``fix`` (the extraction command of the cache) with the
+    split, ``--media`` where the kind needs it and ``--verify``; or delete the split folder."""
+    media = "" if damage.kind in BASE_KINDS else " --media"
+    return (f"extract it again with `{fix} --splits {damage.split}{media} --verify`, or delete "
+            f"{damage.file.parent} and run `refavs features` again")
+
+
+def damage_error(damage: Sequence[CacheDamage], fix: str) -> FeatureCacheError:
+    """One line naming the first damaged file, its kind and split, what is wrong and the repair."""
+    first = damage[0]
+    more = f" (and {len(damage) - 1} more damaged file(s))" if len(damage) > 1 else ""
+    return FeatureCacheError(f"damaged feature cache: {first}{more}; {repair_advice(first, fix)}")
 
 
 class _SplitArrays:
     """The arrays of one split, opened memory-mapped on first use (so the object pickles cheaply)."""
 
-    def __init__(self, folder: Path, names: Sequence[str]):
+    def __init__(self, folder: Path, names: Sequence[str], kind: str = "", fix: str = GENERIC_FIX):
         self.folder = folder
         self.names = list(names)
+        self.kind, self.fix = kind, fix
         self._arrays: dict[str, np.ndarray] | None = None
 
     def get(self, name: str) -> np.ndarray:
         if self._arrays is None:
-            self._arrays = {n: np.load(self.folder / f"{n}.npy", mmap_mode="r") for n in self.names}
+            self._arrays = {n: self._open(n) for n in self.names}
         return self._arrays[name]
 
+    def _open(self, name: str) -> np.ndarray:
+        path = self.folder / f"{name}.npy"
+        try:
+            return np.load(path, mmap_mode="r")
+        except (OSError, ValueError, EOFError) as err:  # missing, cut short, or a header that is not .npy
+            damage = CacheDamage(path, self.kind, self.folder.name, f"unreadable ({err})")
+            raise damage_error([damage], self.fix) from None
+
     def __getstate__(self):
-        return {"folder": self.folder, "names": self.names, "_arrays": None}
+        return {"folder": self.folder, "names": self.names, "kind": self.kind, "fix": self.fix, "_arrays": None}
 
 
 class FeatureStore:
@@ -47,14 +84,22 @@ class FeatureStore:
         dirs: the keyed folder of each kind to read (``audio`` and ``text`` at least).
         mask_size: side of the cached masks (to unpack the bits).
         mask_resize: the resize rule the cached masks were made with.
+        fix: the ``refavs features`` command that extracts this cache (named by errors about
+            damaged files, with the split to extract again).
+
+    Raises:
+        FeatureCacheError: an index is unreadable, or an array file is missing, of another size
+            than its index records, or (for a split with chunk folders left beside its index)
+            of another checksum.
     """
 
-    def __init__(self, dirs: Mapping[str, str | Path], mask_size: int = MASK_SIZE, mask_resize: str = "reference"):
+    def __init__(self, dirs: Mapping[str, str | Path], mask_size: int = MASK_SIZE, mask_resize: str = "reference",
+                 fix: str = GENERIC_FIX):
         missing = {"audio", "text"} - set(dirs)
         if missing:
             raise ValueError(f"a feature store needs the folders of {', '.join(sorted(missing))}")
         self.dirs = {kind: Path(folder) for kind, folder in dirs.items()}
-        self.mask_size, self.mask_resize = mask_size, mask_resize
+        self.mask_size, self.mask_resize, self.fix = mask_size, mask_resize, fix
         self._rows: dict[str, dict[str, tuple[_SplitArrays, int]]] = {kind: {} for kind in self.dirs}
         self._uids: dict[str, str] = {}
         for kind, folder in self.dirs.items():
@@ -62,11 +107,14 @@ class FeatureStore:
             for index in sorted(folder.glob("*/index.json")) if folder.is_dir() else []:
                 try:
                     info = json.loads(index.read_text(encoding="utf-8"))
-                    arrays = _SplitArrays(index.parent, info["arrays"])
+                    arrays = _SplitArrays(index.parent, info["arrays"], kind, fix)
                     keys = info["keys"]
-                except (OSError, ValueError, KeyError) as err:
+                except (OSError, ValueError, KeyError, TypeError) as err:
                     raise FeatureCacheError(f"{index}: unreadable cache index ({err}); delete "
                                             f"{index.parent} and run `refavs features` again") from None
+                damage = split_damage(index.parent, info)
+                if damage:
+                    raise damage_error(damage, fix)
                 for row, key in enumerate(keys):
                     table.setdefault(key, (arrays, row))
                 for uid, row in info.get("uids", {}).items():
@@ -96,9 +144,13 @@ class FeatureStore:
         ``refavs features --media`` made them.
         """
         paths = cache_paths(data_dir, config, cache_dir, mask_size, mask_resize)
-        wanted = {"audio", "text", "visual"} if not media else set(paths.folders)
+        wanted = BASE_KINDS if not media else set(paths.folders)
         dirs = {kind: folder for kind, folder in paths.folders.items() if folder is not None and kind in wanted}
-        return cls(dirs, mask_size, mask_resize)
+        preset = config.name if config.name in FEATURE_PRESETS else "<preset>"
+        fix = f"refavs features --data-dir {data_dir} --config {preset}"
+        if cache_dir is not None:
+            fix += f" --cache-dir {cache_dir}"
+        return cls(dirs, mask_size, mask_resize, fix)
 
     def _lookup(self, kind: str, key: str, what: str) -> tuple[_SplitArrays, int]:
         try:
