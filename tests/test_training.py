@@ -348,3 +348,136 @@ def test_auto_precision_is_bf16_only_where_the_cpu_has_it_natively(monkeypatch):
     assert ev.resolve_precision("auto", cpu) == "bf16"
     with ev.autocast(cpu, "auto"):
         assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.bfloat16
+
+
+class WritesAMarker:
+    """Unpickled, it opens (creates) ``path``: the stand-in for any code a pickle can run."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __reduce__(self):
+        return open, (str(self.path), "w")
+
+
+def same(a, b) -> bool:
+    """Equal values of equal types, tensors and numpy arrays included (dtype, shape and every bit)."""
+    import numpy as np
+
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, torch.Tensor):
+        return a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b)
+    if isinstance(a, np.ndarray):
+        return a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b)
+    if isinstance(a, dict):
+        return list(a) == list(b) and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    return a == b or (a != a and b != b)  # NaN
+
+
+def test_the_trainer_state_round_trips_through_json_and_safetensors_without_pickle(tmp_path, monkeypatch):
+    import pickle
+    import random
+
+    import numpy as np
+
+    from refavs.training import checkpoint as ckpt
+    from refavs.training.config import TrainConfig
+    from refavs.training.trainer import build_optimizer, lr_factor
+
+    cfg = TrainConfig(lr=1e-2, warmup_steps=2)
+    torch.manual_seed(0)
+    params = [torch.nn.Parameter(torch.randn(5, 3)), torch.nn.Parameter(torch.randn(7))]
+    optimizer = build_optimizer(params, cfg)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, 10, cfg))
+    scaler = torch.amp.GradScaler("cpu", enabled=True)
+
+    def step():
+        optimizer.zero_grad()
+        sum((p ** 2).sum() for p in params).backward()
+        optimizer.step()
+        scheduler.step()
+
+    step()
+    random.seed(1)
+    np.random.seed(2)
+    torch.manual_seed(3)
+    state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
+             "rng": [ckpt.rng_state(), ckpt.rng_state()], "epoch": 1, "step_in_epoch": 3, "global_step": 7,
+             "best_J": 0.1 + 0.2, "odd": {"__tensor__": [1, 2], 3: (None, float("nan"))}}
+    ckpt.write_state(tmp_path, state)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [ckpt.STATE_FILE, ckpt.STATE_TENSORS_FILE]
+    document = json.loads((tmp_path / ckpt.STATE_FILE).read_text())
+    assert document["format"] == ckpt.STATE_FORMAT and document["state"]["global_step"] == 7
+
+    def no_pickle(*args, **kwargs):
+        raise AssertionError("the trainer state was unpickled")
+
+    monkeypatch.setattr(torch, "load", no_pickle)
+    monkeypatch.setattr(pickle, "load", no_pickle)
+    monkeypatch.setattr(pickle, "loads", no_pickle)
+    loaded = ckpt.load_state(tmp_path)
+    monkeypatch.undo()
+    assert same(loaded, state)
+
+    at_snapshot = [p.detach().clone() for p in params]
+    step()  # the run as it goes on ...
+    expected = [p.detach().clone() for p in params]
+    with torch.no_grad():  # ... and as it goes on after a resume from the loaded state
+        for p, q in zip(params, at_snapshot):
+            p.copy_(q)
+    optimizer.load_state_dict(loaded["optimizer"])
+    scheduler.load_state_dict(loaded["scheduler"])
+    step()
+    assert all(torch.equal(p, q) for p, q in zip(params, expected))
+
+    def draws():
+        return random.random(), float(np.random.rand()), torch.rand(3).tolist()
+
+    ckpt.set_rng_state(state["rng"][1])
+    first = draws()
+    ckpt.set_rng_state(loaded["rng"][1])
+    assert draws() == first
+
+
+def test_resume_refuses_a_pickled_trainer_state_and_runs_none_of_it(toy_with_features, tmp_path, capsys):
+    from refavs.training import checkpoint as ckpt
+
+    run = tmp_path / "run"
+    args = ["train", "--data-dir", str(toy_with_features), "--out", str(run), "--no-progress", "max_steps=2",
+            "val_every_epochs=100", *FAST]
+    assert main(args) == 0
+    last = (run / "last").resolve()
+    state = ckpt.load_state(last)
+    marker = tmp_path / "pickle-ran"
+
+    # a state file of the new format that is a pickle instead: read as data, refused, never unpickled
+    tensors = last / ckpt.STATE_TENSORS_FILE
+    saved = tensors.read_bytes()
+    torch.save({"optimizer": WritesAMarker(marker)}, tensors)
+    capsys.readouterr()
+    assert main([*args, "--resume"]) == 1
+    err = capsys.readouterr().err
+    assert str(last / ckpt.STATE_FILE) in err and "unreadable" in err and not marker.exists()
+    tensors.write_bytes(saved)
+
+    # an older run folder: trainer_state.pt only, here one whose pickle would create the marker
+    (last / ckpt.STATE_FILE).unlink()
+    tensors.unlink()
+    old = last / ckpt.OLD_STATE_FILE
+    torch.save({**state, "optimizer": WritesAMarker(marker)}, old)
+    assert main([*args, "--resume"]) == 1
+    err = capsys.readouterr().err
+    assert str(old) in err and "pickle" in err and ckpt.TRUST_OLD_STATE_OPTION in err and len(err.splitlines()) == 1
+    assert not marker.exists()
+    assert not (last / ckpt.STATE_FILE).exists()
+
+    # converting it is for folders the user vouches for, and only with --resume
+    assert main([*args, ckpt.TRUST_OLD_STATE_OPTION]) == 2
+    torch.save(state, old)  # the state as an older version wrote it
+    assert main([*args, "--resume", ckpt.TRUST_OLD_STATE_OPTION]) == 0
+    assert "converted" in capsys.readouterr().err
+    assert old.is_file() and same(ckpt.load_state(last), state)
+    assert main([*args, "--resume"]) == 0  # once converted, resuming needs no option

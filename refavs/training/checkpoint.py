@@ -5,21 +5,41 @@ Layout of a run folder::
     RUN/run.json                          model config, training config, dataset, features
     RUN/log.jsonl                         one JSON object per logged step and per evaluation
     RUN/checkpoints/step-00000120/        config.json + model.safetensors (an EEMC checkpoint,
-                                          loadable with EEMC.from_pretrained) + trainer_state.pt
-                                          (step-00000120-1/ when that step is saved again, e.g.
-                                          after the validation that follows it)
+                                          loadable with EEMC.from_pretrained) + trainer_state.json
+                                          + trainer_state.safetensors (step-00000120-1/ when that
+                                          step is saved again, e.g. after the validation that
+                                          follows it)
     RUN/last -> checkpoints/step-...      the newest checkpoint
     RUN/best -> checkpoints/step-...      the one with the best validation J
 
 A checkpoint folder is written under a temporary name and renamed into place; ``last`` and
 ``best`` are symbolic links replaced atomically. A run killed at any moment (even by SIGKILL)
 therefore leaves ``last`` pointing at a complete checkpoint, from which ``--resume`` continues.
-``trainer_state.pt`` holds the optimiser, scheduler and loss-scaler states, the RNG states, the
-epoch, the optimiser steps done in it and in all, and the best score so far.
+
+The trainer state (the optimiser, scheduler and loss-scaler states, every process's RNG states,
+the epoch, the optimiser steps done in it and in all, and the best score so far) is stored
+without pickle, so that resuming a run folder received from elsewhere runs no code from it:
+
+* ``trainer_state.safetensors`` holds its tensors (the optimiser's moments and step counts, the
+  torch and CUDA RNG states, numpy's RNG key as raw bytes), each named by its place in the state
+  (``optimizer.state.0.exp_avg``, ``rng.0.torch``, ...);
+* ``trainer_state.json`` (``format`` ``refavs-trainer-state``, ``format_version``, ``state``)
+  holds the rest as JSON: counters, the best score, the scheduler's and scaler's settings, the
+  optimiser's parameter groups, Python's RNG state. Where JSON has no type for a value, an object
+  with one tag key stands for it: ``{"__tensor__": name}`` (a tensor of the safetensors file),
+  ``{"__ndarray__": {"tensor", "dtype", "shape"}}`` (a numeric numpy array),
+  ``{"__tuple__": [...]}``, and ``{"__items__": [[key, value], ...]}`` (a dict whose keys are not
+  all strings, such as the optimiser's per-parameter state).
+
+Loading reads both with ``json`` and ``safetensors`` only. An older run folder holds
+``trainer_state.pt`` instead, a pickle, which can run code when loaded: :func:`load_state`
+refuses it, and :func:`convert_old_state` (``refavs train --resume --trust-old-state``) converts
+it once, on the user's word that the folder is trusted, into the two files beside it.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import shutil
@@ -28,12 +48,27 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save
 
-from refavs.data.writer import DIR_MODE
+from refavs.data.writer import DIR_MODE, FILE_MODE
 from refavs.models.checkpoint import save_pretrained
 
-STATE_FILE = "trainer_state.pt"
+STATE_FILE = "trainer_state.json"
+STATE_TENSORS_FILE = "trainer_state.safetensors"
+OLD_STATE_FILE = "trainer_state.pt"
+STATE_FORMAT = "refavs-trainer-state"
+STATE_FORMAT_VERSION = 1
+TRUST_OLD_STATE_OPTION = "--trust-old-state"
 CHECKPOINTS = "checkpoints"
+
+# A JSON object with exactly one of these keys stands for a value JSON has no type for.
+TENSOR_TAG = "__tensor__"
+NDARRAY_TAG = "__ndarray__"
+TUPLE_TAG = "__tuple__"
+ITEMS_TAG = "__items__"
+TAGS = (TENSOR_TAG, NDARRAY_TAG, TUPLE_TAG, ITEMS_TAG)
+NDARRAY_KINDS = "biuf"  # numpy arrays of booleans and numbers: no object arrays
 
 
 class ResumeError(RuntimeError):
@@ -97,10 +132,7 @@ def save_checkpoint(run_dir: str | Path, model, state: dict, best: bool = False,
     try:
         save_pretrained(model, tmp)
         os.chmod(tmp, DIR_MODE)
-        with open(tmp / STATE_FILE, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
+        write_state(tmp, state)
         os.replace(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -116,13 +148,147 @@ def save_checkpoint(run_dir: str | Path, model, state: dict, best: bool = False,
     return final
 
 
+def _child(path: str, key) -> str:
+    return f"{path}.{key}" if path else str(key)
+
+
+def _encode(value, path: str, tensors: dict[str, torch.Tensor], storages: set[int]):
+    """``value`` as JSON, its tensors and numpy arrays moved into ``tensors`` under their path."""
+    if isinstance(value, np.generic):  # a numpy scalar: the Python number it holds
+        value = value.item()
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (torch.Tensor, np.ndarray)):
+        name, k = path, 0
+        while name in tensors:  # two paths spelled alike ("a.b" and "a" -> "b")
+            k += 1
+            name = f"{path}#{k}"
+        if isinstance(value, np.ndarray):
+            if value.dtype.kind not in NDARRAY_KINDS:
+                raise TypeError(f"{path}: a numpy array of {value.dtype} has no place in a trainer state")
+            raw = np.ascontiguousarray(value).reshape(-1).view(np.uint8).copy()
+            tensors[name] = torch.from_numpy(raw)
+            return {NDARRAY_TAG: {"tensor": name, "dtype": value.dtype.str, "shape": list(value.shape)}}
+        tensor = value.detach().to("cpu").contiguous()
+        storage = tensor.untyped_storage().data_ptr()
+        if storage in storages:  # safetensors keeps one tensor per storage
+            tensor = tensor.clone()
+        storages.add(tensor.untyped_storage().data_ptr())
+        tensors[name] = tensor
+        return {TENSOR_TAG: name}
+    if isinstance(value, tuple):
+        return {TUPLE_TAG: [_encode(v, _child(path, i), tensors, storages) for i, v in enumerate(value)]}
+    if isinstance(value, list):
+        return [_encode(v, _child(path, i), tensors, storages) for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        if all(isinstance(k, str) for k in value) and not (len(value) == 1 and next(iter(value)) in TAGS):
+            return {k: _encode(v, _child(path, k), tensors, storages) for k, v in value.items()}
+        return {ITEMS_TAG: [[_encode(k, _child(path, "key"), tensors, storages),
+                             _encode(v, _child(path, k), tensors, storages)] for k, v in value.items()]}
+    raise TypeError(f"{path or 'the state'}: a {type(value).__name__} has no place in a trainer state")
+
+
+def _decode(value, tensors: dict[str, torch.Tensor]):
+    """The inverse of :func:`_encode`."""
+    if isinstance(value, list):
+        return [_decode(v, tensors) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if len(value) == 1:
+        ((tag, body),) = value.items()
+        if tag == TENSOR_TAG:
+            return tensors[body]
+        if tag == NDARRAY_TAG:
+            dtype = np.dtype(body["dtype"])
+            if dtype.kind not in NDARRAY_KINDS:
+                raise TypeError(f"a numpy array of {dtype}")
+            raw = tensors[body["tensor"]].numpy().tobytes()
+            return np.frombuffer(raw, dtype=dtype).reshape(body["shape"]).copy()
+        if tag == TUPLE_TAG:
+            return tuple(_decode(v, tensors) for v in body)
+        if tag == ITEMS_TAG:
+            return {_decode(k, tensors): _decode(v, tensors) for k, v in body}
+    return {k: _decode(v, tensors) for k, v in value.items()}
+
+
+def _write_durably(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file, on disk before the atomic rename."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, FILE_MODE)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_state(folder: str | Path, state: dict) -> None:
+    """Write ``state`` into ``folder`` as ``trainer_state.safetensors`` + ``trainer_state.json``.
+
+    The JSON file goes last: a folder with it holds the whole state."""
+    folder = Path(folder)
+    tensors: dict[str, torch.Tensor] = {}
+    document = {"format": STATE_FORMAT, "format_version": STATE_FORMAT_VERSION,
+                "state": _encode(state, "", tensors, set())}
+    _write_durably(folder / STATE_TENSORS_FILE, save(tensors, metadata={"format": STATE_FORMAT}))
+    _write_durably(folder / STATE_FILE, (json.dumps(document) + "\n").encode("utf-8"))
+
+
+def _old_state_refused(path: Path) -> ResumeError:
+    return ResumeError(
+        f"{path}: a trainer state in the old format, a pickle, which can run any code when it is loaded, so it "
+        f"is not read. If this run folder is your own or from someone you trust, convert it once with "
+        f"`refavs train ... --resume {TRUST_OLD_STATE_OPTION}` (writes {STATE_FILE} and {STATE_TENSORS_FILE} "
+        f"beside it)")
+
+
 def load_state(checkpoint_dir: str | Path) -> dict:
-    """``trainer_state.pt`` of a checkpoint, mapped to the CPU."""
-    path = Path(checkpoint_dir) / STATE_FILE
+    """The trainer state of a checkpoint, on the CPU, read with ``json`` and ``safetensors`` only.
+
+    Raises ResumeError when there is none, when it is unreadable, or when only the old pickled
+    ``trainer_state.pt`` is there (:func:`convert_old_state` converts it)."""
+    folder = Path(checkpoint_dir)
+    path = folder / STATE_FILE
     if not path.is_file():
+        if (folder / OLD_STATE_FILE).is_file():
+            raise _old_state_refused(folder / OLD_STATE_FILE)
         raise ResumeError(f"{path}: no trainer state (is {checkpoint_dir} a run checkpoint?)")
-    # the state holds numpy RNG states and plain Python values besides tensors
-    return torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(document, dict) or document.get("format") != STATE_FORMAT:
+            raise ValueError(f"not a {STATE_FORMAT} file")
+        if document.get("format_version") != STATE_FORMAT_VERSION:
+            raise ValueError(f"format_version {document.get('format_version')!r}, this version reads "
+                             f"{STATE_FORMAT_VERSION}")
+        tensors = load_file(folder / STATE_TENSORS_FILE, device="cpu")
+        return _decode(document["state"], tensors)
+    except (OSError, ValueError, KeyError, TypeError, SafetensorError) as err:
+        raise ResumeError(f"{path}: unreadable trainer state ({type(err).__name__}: {err})") from err
+
+
+def convert_old_state(checkpoint_dir: str | Path) -> bool:
+    """Convert the pickled ``trainer_state.pt`` of a checkpoint into the JSON + safetensors format
+    beside it; False when the folder already has the new format.
+
+    Unpickling runs whatever code the file names: call this only on the user's explicit word that
+    the folder is trusted (``refavs train --resume --trust-old-state``)."""
+    folder = Path(checkpoint_dir)
+    if (folder / STATE_FILE).is_file():
+        return False
+    old = folder / OLD_STATE_FILE
+    if not old.is_file():
+        raise ResumeError(f"{old}: no trainer state to convert (is {checkpoint_dir} a run checkpoint?)")
+    try:
+        # a pickle, read on the user's word that the folder is trusted (--trust-old-state)
+        state = torch.load(old, map_location="cpu", weights_only=False)
+    except Exception as err:  # an unpickler raises anything
+        raise ResumeError(f"{old}: cannot load it ({type(err).__name__}: {err})") from err
+    write_state(folder, state)
+    return True
 
 
 def last_checkpoint(run_dir: str | Path) -> Path:

@@ -43,6 +43,10 @@ def register(subparsers) -> None:
     p.add_argument("--data-dir", type=Path, required=True, help="the dataset folder")
     p.add_argument("--out", type=Path, required=True, help="the run folder")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from RUN/last")
+    p.add_argument("--trust-old-state", action="store_true",
+                   help="with --resume: convert RUN/last's trainer_state.pt, the pickled trainer state of "
+                        "older versions, into trainer_state.json + trainer_state.safetensors beside it first. "
+                        "Unpickling can run any code the file names: only for a run folder you trust")
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: the local GPU, else cpu)")
     p.add_argument("--cache-dir", type=Path, help="feature cache folder (default: inside the dataset)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -78,6 +82,13 @@ def run_train(args: argparse.Namespace) -> int:
     from refavs.training.checkpoint import ResumeError  # pulls in torch
     from refavs.training.trainer import TrainingError, train  # pulls in torch
 
+    if args.trust_old_state:
+        if not args.resume:
+            return _fail("train", "--trust-old-state converts the state of a run to resume: add --resume", 2)
+        try:
+            _convert_old_state(args.out)
+        except (ResumeError, OSError) as err:
+            return _fail("train", str(err), 1)
     train_items, model_items = split_overrides(args.overrides)
 
     base = args.config.removesuffix("-reference")
@@ -97,6 +108,16 @@ def run_train(args: argparse.Namespace) -> int:
     print(f"trained {result.global_step} steps in {result.seconds / 60:.1f} min; best val J {best}; "
           f"best checkpoint {result.best}")
     return 0
+
+
+def _convert_old_state(run_dir: Path) -> None:
+    """Convert the pickled trainer state of ``RUN/last`` (``--trust-old-state``) unless already done."""
+    from refavs.training.checkpoint import (  # pulls in torch
+        OLD_STATE_FILE, STATE_FILE, STATE_TENSORS_FILE, convert_old_state, last_checkpoint)
+
+    checkpoint = last_checkpoint(run_dir)
+    if convert_old_state(checkpoint):
+        print(f"converted {checkpoint / OLD_STATE_FILE} into {STATE_FILE} + {STATE_TENSORS_FILE}", file=sys.stderr)
 
 
 def run_eval(args: argparse.Namespace) -> int:
