@@ -28,6 +28,7 @@ import importlib.util
 import inspect
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -364,10 +365,17 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 1
     workdir = Path(tempfile.mkdtemp(prefix="refavs-app-"))
+    previous = signal.signal(signal.SIGTERM, _stop_like_ctrl_c)  # `kill` stops it as Ctrl+C does: results removed
     try:
         demo = build_app(pipeline, config, workdir)
         print(f"serving on http://{config.host}:{config.port} (Ctrl+C stops)", flush=True)
         launch(demo, config, block=True)
     finally:
+        signal.signal(signal.SIGTERM, previous)
         shutil.rmtree(workdir, ignore_errors=True)
     return 0
+
+
+def _stop_like_ctrl_c(signum, frame) -> None:
+    """SIGTERM handler: Gradio's server loop closes on KeyboardInterrupt, then the work dir is removed."""
+    raise KeyboardInterrupt

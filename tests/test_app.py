@@ -3,8 +3,11 @@ is tested in tests/browser, run with scripts/browser-test)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -185,3 +188,52 @@ def test_typed_text_is_shown_literally_not_as_markdown():
     text = format_summary(False, [0.0], "the *loud* <b>dog</b> | cat_1")
     assert text.startswith(r"**the \*loud\* \<b\>dog\</b\> \| cat\_1**: the referred object is **not present**")
     assert app.error_markdown("'a_b.mp4': bad") == r"**Error:** 'a\_b.mp4': bad"
+
+
+class SideStandIn(StandIn):
+    """A stand-in whose masks say which expression it was given: a square of side
+    ``SIDE_STEP * n`` for the expression ``"object n"``; it pauses so that calls overlap."""
+
+    SIDE_STEP = 16
+    PAUSE_S = 0.05
+
+    def __call__(self, video, expression, start=0.0):
+        result = super().__call__(video, expression, start)
+        side = self.SIDE_STEP * int(expression.split()[-1])
+        result.masks = np.zeros_like(result.masks)
+        result.masks[:, :side, :side] = True
+        time.sleep(self.PAUSE_S)
+        return result
+
+
+def test_predict_from_several_threads_keeps_answers_and_result_folders_apart(clip, tmp_path):
+    """The page's handler called from threads at once (Gradio runs one at a time, but nothing in
+    predict relies on it): each call gets its own expression's masks and summary in a result folder
+    of its own, and the next call removes the folders older than RESULT_MAX_AGE_S."""
+    threads_n, join_timeout_s, margin_s = 6, 30, 1
+    pipe, workdir, answers = SideStandIn(), tmp_path / "work", {}
+    barrier = threading.Barrier(threads_n, timeout=join_timeout_s)
+
+    def one(n: int) -> None:
+        barrier.wait()
+        answers[n] = predict(pipe, str(clip), f"object {n}", 0, AppConfig(), workdir)
+
+    threads = [threading.Thread(target=one, args=(n,)) for n in range(1, threads_n + 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=join_timeout_s)
+    assert sorted(answers) == list(range(1, threads_n + 1))
+    for n, out in answers.items():
+        assert not out["error"] and out["status"].startswith(f"**object {n}**: "), out["status"]
+        side = SideStandIn.SIDE_STEP * n
+        masks = np.stack([np.asarray(Image.open(png)) > 0 for png, _ in out["masks"]])
+        assert masks.sum() == masks.shape[0] * side * side and masks[:, side - 1, side - 1].all()
+        assert out["overlay"].parent.parent == workdir
+    folders = sorted(workdir.glob("result-*"))
+    assert len(folders) == threads_n == len({out["overlay"].parent for out in answers.values()})
+    old = time.time() - app.RESULT_MAX_AGE_S - margin_s
+    for folder in folders:
+        os.utime(folder, (old, old))
+    out = predict(pipe, str(clip), "object 1", 0, AppConfig(), workdir)
+    assert [p.name for p in workdir.glob("result-*")] == [out["overlay"].parent.name]
