@@ -264,9 +264,14 @@ def test_a_truncated_array_is_named_and_extracted_again(toy_dataset, tiny):
     audio = FakeAudio()
     report = extract_features(toy_dataset, tiny, progress=False, audio_source=audio, text_source=Refuse())
     assert [(d.file, d.kind, d.split) for d in report.damaged] == [(path, "audio", "train")]
-    assert sorted(audio.clips) == _train_folders(toy_dataset)  # that split alone, extracted again
-    store = FeatureStore.open(toy_dataset, tiny)
-    for folder in _train_folders(toy_dataset):
+    _assert_train_audio_extracted_again(toy_dataset, tiny, audio)
+
+
+def _assert_train_audio_extracted_again(root, config, audio) -> None:
+    """The train split alone was extracted again by ``audio``, and the store reads its fresh rows."""
+    assert sorted(audio.clips) == _train_folders(root)
+    store = FeatureStore.open(root, config)
+    for folder in _train_folders(root):
         np.testing.assert_array_equal(store.audio(folder), fake_audio_row(folder))
 
 
@@ -287,11 +292,8 @@ def test_altered_bytes_are_named_by_verification_and_extracted_again(toy_dataset
     report = extract_features(toy_dataset, tiny, progress=False, audio_source=audio, text_source=Refuse(),
                               verify=True)
     assert [d.file for d in report.damaged] == [path] and not report.removed
-    assert sorted(audio.clips) == _train_folders(toy_dataset)
     assert not verify_cache(toy_dataset, tiny).damaged
-    store = FeatureStore.open(toy_dataset, tiny)
-    for folder in _train_folders(toy_dataset):
-        np.testing.assert_array_equal(store.audio(folder), fake_audio_row(folder))
+    _assert_train_audio_extracted_again(toy_dataset, tiny, audio)
 
 
 def test_a_damaged_kind_that_the_run_does_not_extract_is_removed_and_needs_media(toy_dataset, tiny):
