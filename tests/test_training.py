@@ -481,3 +481,34 @@ def test_resume_refuses_a_pickled_trainer_state_and_runs_none_of_it(toy_with_fea
     assert "converted" in capsys.readouterr().err
     assert old.is_file() and same(ckpt.load_state(last), state)
     assert main([*args, "--resume"]) == 0  # once converted, resuming needs no option
+
+
+def test_a_full_disk_names_the_checkpoint_the_space_and_the_intact_last_one(tmp_path, monkeypatch):
+    """A failed checkpoint write (ENOSPC here) says where, how much is free and needed, and what is
+    kept: RUN/last still points at the previous complete checkpoint, and no partial folder is left."""
+    import errno
+
+    from refavs.training import checkpoint as ckpt
+
+    class Config:
+        def to_dict(self):
+            return {"name": "toy"}
+
+    model = torch.nn.Linear(4, 3)
+    model.config = Config()
+    state = {"epoch": 0, "step_in_epoch": 1, "global_step": 1, "best_J": None}
+    first = ckpt.save_checkpoint(tmp_path, model, state)
+
+    def full_disk(folder, state):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(ckpt, "write_state", full_disk)
+    with pytest.raises(ckpt.CheckpointWriteError) as caught:
+        ckpt.save_checkpoint(tmp_path, model, {**state, "global_step": 2})
+    message = str(caught.value)
+    assert caught.value.errno == errno.ENOSPC and isinstance(caught.value, OSError)
+    assert "step-00000002: could not write the checkpoint (No space left on device)" in message
+    assert "MiB free on the disk of" in message and "a checkpoint of this run takes" in message
+    assert f"{first}, is intact" in message and "\n" not in message
+    assert (tmp_path / "last").resolve() == first
+    assert sorted(p.name for p in (tmp_path / ckpt.CHECKPOINTS).iterdir()) == [first.name]  # nothing partial

@@ -75,6 +75,27 @@ class ResumeError(RuntimeError):
     """A run cannot be resumed; the message says why."""
 
 
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (a full disk, an I/O error); the message names the folder,
+    the space free and needed, and the run's last complete checkpoint, which is left as it was."""
+
+
+def _folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def _write_failure(run_dir: Path, final: Path, err: OSError) -> str:
+    """The one line that says where a checkpoint write failed, what it needed and what is kept."""
+    last = run_dir / "last"
+    previous = last.resolve() if last.exists() else None
+    free = shutil.disk_usage(final.parent).free
+    needed = f"; a checkpoint of this run takes {_folder_bytes(previous) / 2**20:.1f} MiB" if previous else ""
+    kept = (f"the last complete checkpoint, {previous}, is intact (RUN/last points at it; resume with --resume)"
+            if previous else "no earlier checkpoint of this run exists")
+    return (f"{final}: could not write the checkpoint ({err.strerror or err}); {free / 2**20:.1f} MiB free on "
+            f"the disk of {final.parent}{needed}; {kept}")
+
+
 def rng_state() -> dict:
     """The RNG states of Python, numpy, torch and CUDA (when used)."""
     state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
@@ -134,6 +155,11 @@ def save_checkpoint(run_dir: str | Path, model, state: dict, best: bool = False,
         os.chmod(tmp, DIR_MODE)
         write_state(tmp, state)
         os.replace(tmp, final)
+    except OSError as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        failure = CheckpointWriteError(_write_failure(run_dir, final, err))
+        failure.errno = err.errno
+        raise failure from err
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
