@@ -11,14 +11,16 @@ Steps, each printed as it runs (everything lands in ``--out``):
 4. train the model config (``--config lite``) into ``OUT/run`` (an interrupted demo resumes it);
 5. evaluate the best checkpoint (selected on val) on test_s, test_u and test_n (val's scores are
    those training computed when it chose the checkpoint, unless the training was resumed past
-   them), test_s and
-   test_u also with the audio features zeroed and with the text features zeroed, and score the
+   them), test_s, test_u and test_n also with the audio features zeroed, test_s and test_u with
+   the text features zeroed, and score the
    ``every-object`` baseline (look, don't listen) beside it, in memory from the cached masks
    (the numbers ``refavs baseline every-object`` then ``refavs score`` give, without the PNGs);
    the model's predictions go to ``OUT/predictions/<model config>`` (``OUT/predictions/lite``)
    in the scorer's layout;
 6. write ``OUT/report.md``, ``OUT/report.json`` (``kind`` :data:`REPORT_KIND`) and
-   ``OUT/predictions.png`` (frames with true and predicted masks for expressions of each cue type).
+   ``OUT/predictions.png`` (frames with true and predicted masks for expressions of each cue type);
+   the report gives J per clause kind of test_s and S and the empty share per null kind of
+   test_n, each with the audio zeroed too, and the :data:`GOALS`.
 
 ``key=value`` items override the training recipe or the model config, as for ``refavs train``.
 """
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from dataclasses import dataclass, field
@@ -69,18 +72,51 @@ class Goal:
     threshold: float
     lower: bool = False
 
-    def met(self, value: float) -> bool:
+    def met(self, value: float | None) -> bool:
+        """Whether ``value`` reaches the goal; a value that could not be computed (None, NaN) does not."""
+        if value is None or math.isnan(value):
+            return False
         return value <= self.threshold if self.lower else value >= self.threshold
 
 
+AUDIO_CLAUSES: tuple[str, ...] = ("loudest", "quietest", "highest_pitch", "lowest_pitch")
+"""The clause kinds that only the sound decides, whose test_s J must drop with the audio zeroed."""
+
+MUTED_CHANGED: tuple[str, ...] = ("muted", "changed")
+"""The null kinds that only the sound makes null: with the audio zeroed, S should rise on them."""
+
 GOALS: tuple[Goal, ...] = (
-    Goal("test_s J", 0.70), Goal("test_s F", 0.75), Goal("test_u J", 0.55),
-    Goal("test_n S", 0.05, lower=True), Goal("test_s J - J without text", 0.25),
+    Goal("test_s J", 0.72), Goal("test_s F", 0.75), Goal("test_u J", 0.58),
+    Goal("test_n S", 0.05, lower=True), Goal("test_n S muted", 0.02, lower=True),
+    Goal("test_n S changed", 0.02, lower=True), Goal("test_n empty share", 0.90),
+    Goal("test_n S muted+changed without audio - with audio", 0.05),
+    Goal("test_s J - J without text", 0.25),
     Goal("test_s needs_audio J - J without audio", 0.15),
+    *(Goal(f"test_s J {clause} drop without audio", 0.10) for clause in AUDIO_CLAUSES),
+    Goal("minutes", 15.0, lower=True),
 )
 """The goals of the main job on Ref-AVS Synth medium: it segments, it reads (zeroing
-the text costs test_s J), and it listens (zeroing the audio costs J on the test_s rows that only
-the sound can decide)."""
+the text costs test_s J), it listens (zeroing the audio costs J on the test_s rows that only
+the sound can decide, and on each clause kind about loudness or pitch), it answers nothing when
+a sentence refers to nothing (S per kind of null row, the share of null frames left empty, and
+S rising on the muted and changed rows when the audio is zeroed), within 15 minutes. A goal
+whose value cannot be computed (a clause or null kind absent from the data) is n/a and not met."""
+
+
+def _number(value: float | None) -> float | None:
+    """``value``, or None when it is missing or NaN (JSON's null, n/a in tables)."""
+    return None if value is None or math.isnan(value) else float(value)
+
+
+def _difference(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else _number(a - b)
+
+
+def pooled_s(results: Sequence) -> float | None:
+    """S of several groups of frames of one size pooled by frames (``S = sqrt(share)``, so the
+    shares ``S**2`` are averaged weighted by ``n_frames``); None without frames."""
+    frames = sum(r.n_frames for r in results)
+    return math.sqrt(sum(r.S ** 2 * r.n_frames for r in results) / frames) if frames else None
 
 
 @dataclass
@@ -117,13 +153,64 @@ class DemoReport:
 
         return {**entry(MIX_SPLITS), "splits": {s: entry((s,)) for s in MIX_SPLITS}}
 
-    def goal_values(self) -> dict[str, float]:
-        s, na = self.scores, self.needs_audio()["splits"]["test_s"]
-        no_text = self.without_text["test_s"].result.J if "test_s" in self.without_text else float("nan")
-        return {"test_s J": s["test_s"].result.J, "test_s F": s["test_s"].result.F,
-                "test_u J": s["test_u"].result.J, "test_n S": s["test_n"].result.S,
-                "test_s J - J without text": s["test_s"].result.J - no_text,
-                "test_s needs_audio J - J without audio": na["J"] - na["J_without_audio"]}
+    def clauses_test_s(self) -> dict[str, dict]:
+        """J per clause kind of test_s, with and without audio: ``{clause: {"J", "J_without_audio",
+        "drop", "n"}}`` (None where not computed); empty without the metadata's clause column."""
+        with_audio = self.scores["test_s"].clauses if "test_s" in self.scores else {}
+        without = self.without_audio["test_s"].clauses if "test_s" in self.without_audio else {}
+        out = {}
+        for clause, r in with_audio.items():
+            j_without = _number(without[clause].J) if clause in without else None
+            out[clause] = {"J": _number(r.J), "J_without_audio": j_without,
+                           "drop": _difference(_number(r.J), j_without), "n": r.n_expressions}
+        return out
+
+    def null_kinds_test_n(self) -> dict[str, dict]:
+        """S and the empty share per kind of null row of test_n, with and without audio:
+        ``{kind: {"S", "S_without_audio", "empty_share", "empty_share_without_audio", "n"}}``."""
+        with_audio = self.scores["test_n"].null_kinds if "test_n" in self.scores else {}
+        without = self.without_audio["test_n"].null_kinds if "test_n" in self.without_audio else {}
+        out = {}
+        for kind, r in with_audio.items():
+            w = without.get(kind)
+            out[kind] = {"S": _number(r.S), "S_without_audio": None if w is None else _number(w.S),
+                         "empty_share": _number(r.empty_share),
+                         "empty_share_without_audio": None if w is None else _number(w.empty_share),
+                         "n": r.n_expressions}
+        return out
+
+    def goal_values(self) -> dict[str, float | None]:
+        """The value of each of :data:`GOALS`, None where it cannot be computed."""
+        def result(scores, split):
+            return scores[split].result if split in scores else None
+
+        def attr(r, name):
+            return None if r is None else _number(getattr(r, name))
+
+        seen, unseen, null = (result(self.scores, s) for s in ("test_s", "test_u", "test_n"))
+        kinds = self.scores["test_n"].null_kinds if "test_n" in self.scores else {}
+        kinds_without = self.without_audio["test_n"].null_kinds if "test_n" in self.without_audio else {}
+
+        def muted_changed_rise() -> float | None:
+            if not all(k in kinds and k in kinds_without for k in MUTED_CHANGED):
+                return None
+            return _difference(pooled_s([kinds_without[k] for k in MUTED_CHANGED]),
+                               pooled_s([kinds[k] for k in MUTED_CHANGED]))
+
+        na = self.needs_audio()["splits"]["test_s"]
+        clauses = self.clauses_test_s()
+        values = {
+            "test_s J": attr(seen, "J"), "test_s F": attr(seen, "F"), "test_u J": attr(unseen, "J"),
+            "test_n S": attr(null, "S"), "test_n S muted": attr(kinds.get("muted"), "S"),
+            "test_n S changed": attr(kinds.get("changed"), "S"),
+            "test_n empty share": attr(null, "empty_share"),
+            "test_n S muted+changed without audio - with audio": muted_changed_rise(),
+            "test_s J - J without text": _difference(attr(seen, "J"), attr(result(self.without_text, "test_s"), "J")),
+            "test_s needs_audio J - J without audio": _difference(_number(na["J"]), _number(na["J_without_audio"])),
+            **{f"test_s J {c} drop without audio": clauses.get(c, {}).get("drop") for c in AUDIO_CLAUSES},
+            "minutes": self.minutes if self.timings else None,
+        }
+        return {g.name: values[g.name] for g in GOALS}
 
     def to_dict(self) -> dict:
         values = self.goal_values()
@@ -134,6 +221,8 @@ class DemoReport:
             "splits": {name: score.to_dict() for name, score in self.scores.items()},
             "mix": mix,
             "needs_audio": self.needs_audio(),
+            "clauses_test_s": self.clauses_test_s(),
+            "null_kinds_test_n": self.null_kinds_test_n(),
             "without_audio": {name: score.to_dict() for name, score in self.without_audio.items()},
             "without_text": {name: score.to_dict() for name, score in self.without_text.items()},
             "baseline_every_object": {name: score.to_dict() for name, score in self.baseline.items()},
@@ -145,6 +234,10 @@ class DemoReport:
         }
 
 
+def _cell(value: float | None) -> str:
+    return "n/a" if value is None or math.isnan(value) else f"{value:.3f}"
+
+
 def _markdown(report: DemoReport, preset: str, seed: int, model: str) -> str:
     d = report.to_dict()
     lines = [f"# refavs demo: {model} on Ref-AVS Synth", "",
@@ -154,7 +247,7 @@ def _markdown(report: DemoReport, preset: str, seed: int, model: str) -> str:
              "| goal | target | reached | met |", "| --- | --- | --- | --- |"]
     for name, g in d["goals"].items():
         sign = "<=" if g["lower_is_better"] else ">="
-        lines.append(f"| {name} | {sign} {g['goal']} | {g['value']:.3f} | {'yes' if g['met'] else 'no'} |")
+        lines.append(f"| {name} | {sign} {g['goal']} | {_cell(g['value'])} | {'yes' if g['met'] else 'no'} |")
     na = d["needs_audio"]
     lines += [""] + [f"needs_audio expressions of {name} ({g['n_expressions']}): J {g['J']:.3f} with audio, "
                      f"{g['J_without_audio']:.3f} with the audio features zeroed." for name, g in
@@ -166,6 +259,18 @@ def _markdown(report: DemoReport, preset: str, seed: int, model: str) -> str:
             parts.append(f"{name} {metric} {getattr(scores.result, metric):.3f} "
                          f"(with text {getattr(report.scores[name].result, metric):.3f})")
         lines += ["With the text features zeroed: " + ", ".join(parts) + ".", ""]
+    if d["clauses_test_s"]:
+        lines += ["J per clause kind of test_s, with the audio features zeroed too:", "",
+                  "| clause | n | J | J audio zeroed | drop |", "| --- | --- | --- | --- | --- |"]
+        lines += [f"| {c} | {v['n']} | {_cell(v['J'])} | {_cell(v['J_without_audio'])} | {_cell(v['drop'])} |"
+                  for c, v in d["clauses_test_s"].items()] + [""]
+    if d["null_kinds_test_n"]:
+        lines += ["Null rows of test_n per kind (S lower is better, empty share higher is better), with the "
+                  "audio features zeroed too:", "",
+                  "| kind | n | S | S audio zeroed | empty share | empty share audio zeroed |",
+                  "| --- | --- | --- | --- | --- | --- |"]
+        lines += [f"| {k} | {v['n']} | {_cell(v['S'])} | {_cell(v['S_without_audio'])} | {_cell(v['empty_share'])} "
+                  f"| {_cell(v['empty_share_without_audio'])} |" for k, v in d["null_kinds_test_n"].items()] + [""]
     for title, scores in ((model, report.scores), (f"{model}, audio zeroed", report.without_audio),
                           (f"{model}, text zeroed", report.without_text),
                           ("baseline every-object", report.baseline)):
@@ -191,7 +296,7 @@ def run_demo(out_dir: str | Path, preset: str = DEFAULT_PRESET, seed: int = 0, w
              config: str = MODEL_CONFIG) -> DemoReport:
     """The main job (see the module docstring); returns the report it wrote."""
     from refavs.models.build import load_pretrained  # pulls in torch
-    from refavs.training.evaluate import evaluate  # pulls in torch
+    from refavs.training.evaluate import evaluate_variants  # pulls in torch
     from refavs.training.trainer import prepare_features, train  # pulls in torch
     from refavs.viz.predictions import prediction_grid  # pulls in torch
 
@@ -241,18 +346,20 @@ def run_demo(out_dir: str | Path, preset: str = DEFAULT_PRESET, seed: int = 0, w
     todo = [s for s in EVAL_SPLITS if s not in known]
     log(f"[5/6] evaluating {result.best.name} on {', '.join(todo)}"
         + (f" ({', '.join(known)}: scored when training chose it)" if known else "")
-        + f", and {' and '.join(MIX_SPLITS)} with the audio or the text features zeroed ...")
+        + f", {', '.join(MIX_SPLITS)} and test_n with the audio features zeroed, "
+        + f"{' and '.join(MIX_SPLITS)} with the text features zeroed ...")
     model = load_pretrained(result.best, device=device or "cpu")
     kwargs = dict(batch_size=train_config.eval_batch_size, device=device or "cpu",
                   mixed_precision=train_config.mixed_precision)  # as training scored val
-    scored = evaluate(model, data_dir, todo, store, features.image, save_pred=pred_dir, **kwargs).splits
-    report.scores = {s: known.get(s) or scored[s] for s in EVAL_SPLITS}
     test_splits = EVAL_SPLITS[1:]
-    # val chose the checkpoint; the ablations are measured on the test splits of the goals
-    report.without_audio = evaluate(model, data_dir, MIX_SPLITS, store, features.image, ablate="audio",
-                                    **kwargs).splits
-    report.without_text = evaluate(model, data_dir, MIX_SPLITS, store, features.image, ablate="text",
-                                   **kwargs).splits
+    # one pass over the data: each batch is loaded once, and the rows with the text zeroed share the
+    # clip path with the plain ones; val chose the checkpoint, the ablations are measured on the
+    # test splits of the goals
+    variants = {None: todo, "audio": [*MIX_SPLITS, "test_n"], "text": list(MIX_SPLITS)}
+    reports = evaluate_variants(model, data_dir, test_splits, store, features.image, variants=variants,
+                                save_pred=pred_dir, **kwargs)
+    report.scores = {s: known.get(s) or reports[None].splits[s] for s in EVAL_SPLITS}
+    report.without_audio, report.without_text = reports["audio"].splits, reports["text"].splits
     # scored in memory from the cached masks (PNGs only for objects the cache lacks): no PNG written
     report.baseline = baseline_scores("every-object", data_dir, test_splits, store, workers=workers).splits
     report.timings["evaluate"] = time.perf_counter() - t

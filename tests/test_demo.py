@@ -10,7 +10,7 @@ from PIL import Image
 
 from refavs.cli import main
 from refavs.data.metadata import read_metadata
-from refavs.demo import REPORT_KIND, predictions_dir
+from refavs.demo import GOALS, REPORT_KIND, predictions_dir
 
 
 def report_uid(out, split: str) -> str:
@@ -35,9 +35,16 @@ def test_demo_end_to_end_and_rerun(tmp_path, capsys):
     assert report["needs_audio"]["n_expressions"] > 0 and report["minutes"] > 0
     assert report["train"]["steps"] == 2
     # the text ablation of the test splits: how much the model reads the expression
-    assert set(report["without_text"]) == set(report["without_audio"]) == {"test_s", "test_u"}
+    assert set(report["without_text"]) == {"test_s", "test_u"}
+    assert set(report["without_audio"]) == {"test_s", "test_u", "test_n"}      # null rows without audio too
     assert "text features zeroed: test_s J" in printed and "## lite EEMC, text zeroed" in (out / "report.md").read_text()
-    assert len(report["goals"]) == 6 and all(isinstance(g["met"], bool) for g in report["goals"].values())
+    assert list(report["goals"]) == [g.name for g in GOALS]
+    assert all(isinstance(g["met"], bool) for g in report["goals"].values())
+    # per clause kind of test_s and per null kind of test_n, each with the audio zeroed too
+    assert isinstance(report["clauses_test_s"], dict) and isinstance(report["null_kinds_test_n"], dict)
+    for split in ("test_s", "test_n"):
+        assert {"clauses", "null_kinds"} <= set(report["splits"][split])
+        assert "empty_share" in report["splits"][split]
     # the baseline that segments every object beside the model, and the picture of predictions
     assert report["baseline_every_object"]["test_n"]["S"] > 0
     with Image.open(out / "predictions.png") as img:

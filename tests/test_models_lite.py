@@ -320,3 +320,27 @@ def test_the_kernel_reads_the_frame_only_when_asked():
         model(**x), model(**other)
         hook.remove()
         assert (states[0] - states[1]).abs().max() > 1e-4 if changes else torch.equal(states[0], states[1])
+
+
+def test_the_presence_hears_only_when_asked():
+    """``head.presence_hears``: the presence score also reads the highest sounding-object logit of
+    the frame's second and of the clip (checked against the model's own sounding maps); without
+    it, its input is the kernel state and the two mask-logit summaries only."""
+    config = small_config()
+    x = inputs(config)
+    for hears in (False, True):
+        torch.manual_seed(0)
+        model = build_model(small_config(f"head.presence_hears={str(hears).lower()}"), load_pretrained=False).eval()
+        seen = []
+        hook = model.presence.register_forward_hook(lambda mod, args, out: seen.append(args[0]))
+        with torch.no_grad():
+            out = model(**x)
+        hook.remove()
+        assert seen[0].shape[1] == config.head.dim + 2 + (2 if hears else 0)
+        if hears:
+            loudest = out.sounding_logits.flatten(2).amax(2)                  # [B, T]
+            heard = seen[0][:, -2:].reshape(B, T, 2)
+            assert torch.allclose(heard[..., 0], loudest, atol=1e-5)
+            assert torch.allclose(heard[..., 1], loudest.amax(1, keepdim=True).expand(B, T), atol=1e-5)
+    with pytest.raises(ValueError, match="presence_hears needs"):
+        small_config("head.presence_hears=true", "head.sounding_map=false")

@@ -30,14 +30,17 @@ from refavs.synth.audio import second_span
 from refavs.synth.categories import CATEGORIES, COLOURS, check_table, seen_categories, unseen_categories
 from refavs.synth.expressions import CUE_TYPES, NOTHING, Meaning, resolve, silent_candidates
 from refavs.synth.generate import GENERATOR_VERSION, OWNED_PATHS, generate, is_generation
-from refavs.synth.layout import SCENES_FILE, SOUNDING_DIR, SYNTH_FILE, has_sounding, read_scenes, sounding_masks_dir
+from refavs.synth.layout import (SCENES_FILE, SOUNDING_DIR, SYNTH_FILE, folder_records, has_sounding, read_scenes,
+                                 sounding_masks_dir)
 from refavs.synth.presets import PRESETS, SynthPreset, check_size
 from refavs.synth.render import shape_mask
 from refavs.synth.scene import ObjectVisual, Scene
 from refavs.synth.sounding import load_sounding_masks, target_sounding_seconds
 
-TEST_PRESET = PRESETS["small"].with_counts(train=16, val=10, test_s=10, test_u=10, test_n=8)
-"""Big enough for the per-split shares and the oracles, small enough for seconds."""
+TEST_PRESET = dataclasses.replace(PRESETS["small"], null_row_share=0.3).with_counts(
+    train=16, val=10, test_s=10, test_u=10, test_n=8)
+"""Big enough for the per-split shares and the oracles, small enough for seconds; more null rows
+than the real share, so that train and val hold some."""
 TEST_SIZE = 64
 NON_NULL = ("train", "val", "test_s", "test_u")
 
@@ -52,6 +55,18 @@ def synth(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def scenes(synth) -> dict[str, dict]:
     return {rec["vid"]: rec for rec in read_scenes(synth)}
+
+
+@pytest.fixture(scope="module")
+def heard(synth) -> dict[str, dict]:
+    """Per media folder, the scene as heard there (replaced tracks: no visible object sounds)."""
+    return folder_records(read_scenes(synth))
+
+
+@pytest.fixture(scope="module")
+def entries(heard) -> dict[str, dict]:
+    """Every expression's scenes.jsonl entry, by uid."""
+    return {e["uid"]: e for rec in heard.values() for e in rec["expressions"]}
 
 
 def tree_hashes(root: Path) -> dict[str, str]:
@@ -116,10 +131,14 @@ def test_uids_and_folders_follow_the_benchmark(synth, scenes):
     layout = DatasetLayout(synth)
     for e in read_metadata(synth):
         rec = scenes[e.vid]
-        if e.split == "test_n":
-            assert re.fullmatch(rf"null_c-{re.escape(e.vid)}_null_\d+", e.uid), e.uid
-            assert e.folder == f"null_c-{e.vid}" == rec["folder"] and e.fid == 0
-            assert layout.media_dir(e.folder).is_dir() and not layout.media_dir(e.vid).exists()
+        if e.split == "test_n" or e.null_kind:
+            assert re.fullmatch(rf"null_[cm]-{re.escape(e.vid)}_null_\d+", e.uid), e.uid
+            assert e.folder in (f"null_c-{e.vid}", f"null_m-{e.vid}") and e.fid == 0
+            if e.split == "test_n":
+                assert e.folder == rec["folder"] and not layout.media_dir(e.vid).exists()
+            else:
+                assert e.folder in {x["folder"] for x in rec["null_folders"]} and rec["folder"] == e.vid
+            assert layout.media_dir(e.folder).is_dir()
             assert not load_clip_masks(layout, e).any(), f"{e.uid}: a null expression's mask must be empty"
         else:
             category = rec["objects"][e.fid]["visual"]["category"]
@@ -132,15 +151,18 @@ def test_uids_and_folders_follow_the_benchmark(synth, scenes):
 def test_extra_columns_cue_and_needs_audio(synth, scenes):
     with open(synth / "metadata.csv", newline="") as f:
         header = next(csv.reader(f))
-    assert header == ["vid", "uid", "split", "fid", "exp", "cue", "needs_audio"]
-    written = {e["uid"]: e for rec in scenes.values() for e in rec["expressions"]}
+    assert header == ["vid", "uid", "split", "fid", "exp", "cue", "needs_audio", "clause", "null_kind"]
+    written = {e["uid"]: e for rec in scenes.values()
+               for e in [*rec["expressions"], *(e for x in rec["null_folders"] for e in x["expressions"])]}
     for e in read_metadata(synth):
         tags = e.extra["cue"].split(";")
         assert tags and set(tags) <= set(CUE_TYPES) and tags == [c for c in CUE_TYPES if c in tags]
         assert e.extra["needs_audio"] in ("0", "1")
-        assert ("null" in tags) == (e.split == "test_n")
+        assert ("null" in tags) == (e.null_kind is not None) == (e.split == "test_n" or e.folder != e.vid)
         assert expression_cues(e) == tuple(tags)          # the scorer groups by this column
-        if e.extra["needs_audio"] == "1" and e.split != "test_n":
+        meaning = Meaning.from_dict(written[e.uid]["meaning"])
+        assert e.clause == meaning.kind                    # the scorer's per-clause groups
+        if e.extra["needs_audio"] == "1" and e.null_kind is None:
             assert "audio" in tags, f"{e.uid}: needs audio but has no audio cue"
         assert written[e.uid]["exp"] == e.exp and written[e.uid]["fid"] == e.fid
 
@@ -214,12 +236,12 @@ def test_masks_are_exactly_the_drawn_objects(synth, scenes):
                 assert np.abs(mean - COLOURS[v["colour"]]).max() < 25, f"{rec['vid']}: pixels under the mask"
 
 
-def test_audio_events_fill_whole_seconds_inside_their_window(synth, scenes):
+def test_audio_events_fill_whole_seconds_inside_their_window(synth, heard):
     layout = DatasetLayout(synth)
     checked = 0
-    for rec in scenes.values():
+    for rec in heard.values():   # every media folder, replaced tracks too (their sources are off screen)
         wave, rate = sf.read(str(layout.audio(rec["folder"])), dtype="float64")
-        sounding = {s for o in rec["objects"] for s in o["audio"]["seconds"]}
+        sounding = {s for o in [*rec["objects"], *rec.get("heard", [])] for s in o["audio"]["seconds"]}
         noise = rec["noise_rms"]
         for k in range(NUM_FRAMES):
             start, end = second_span(k, rate)
@@ -241,8 +263,8 @@ def test_audio_events_fill_whole_seconds_inside_their_window(synth, scenes):
 # meanings and oracles
 
 
-def test_stored_meanings_resolve_to_their_targets(scenes):
-    for rec in scenes.values():
+def test_stored_meanings_resolve_to_their_targets(heard):
+    for rec in heard.values():   # each on the scene as heard in its folder
         scene = Scene.from_dict(rec)
         visuals = [ObjectVisual.from_dict(o["visual"]) for o in rec["objects"]]
         for e in rec["expressions"]:
@@ -319,7 +341,7 @@ def frame_iou(pred: np.ndarray, truth: np.ndarray) -> float:
     return float((pred & truth).sum() / (pred | truth).sum())
 
 
-def test_oracles_through_the_real_scorer(synth, scenes, tmp_path):
+def test_oracles_through_the_real_scorer(synth, scenes, entries, tmp_path):
     rows = read_metadata(synth)
     full, blind = tmp_path / "scene_oracle", tmp_path / "no_audio_oracle"
     layout = DatasetLayout(synth)
@@ -332,12 +354,12 @@ def test_oracles_through_the_real_scorer(synth, scenes, tmp_path):
             resized[e.vid] = {o["fid"]: np.stack([reference_resize(m) for m in masks_from_scene(o, rec["size"])])
                               for o in rec["objects"]}
         masks = resized[e.vid]
-        info = next(x for x in rec["expressions"] if x["uid"] == e.uid)
+        info = entries[e.uid]
         # oracle 1: reads the generator's scene description (target + geometry)
         write_prediction(full, e.uid, (empty if info["target"] is None else masks[info["target"]]).astype(np.float32))
         # oracle 2: everything but the audio; uniform pick among the visually consistent objects
-        if e.split == "test_n":
-            write_prediction(blind, e.uid, empty.astype(np.float32))   # it knows test_n refers to nothing
+        if e.null_kind:
+            write_prediction(blind, e.uid, empty.astype(np.float32))   # it knows null rows refer to nothing
             continue
         candidates = oracle_candidates(info["meaning"], [o["visual"] for o in rec["objects"]])
         assert info["target"] in candidates
@@ -364,7 +386,7 @@ def test_oracles_through_the_real_scorer(synth, scenes, tmp_path):
         view.mkdir()
         for name in ("media", "gt_mask"):
             os.symlink(synth / name, view / name)
-        subset = [e for e in rows if e.split != "test_n" and e.extra["needs_audio"] == flag]
+        subset = [e for e in rows if not e.null_kind and e.extra["needs_audio"] == flag]
         write_metadata(view / "metadata.csv", subset, ("cue", "needs_audio"))
         splits = sorted({e.split for e in subset}, key=SPLITS.index)
         report = score_predictions(view, splits, blind)
@@ -628,9 +650,9 @@ def read_png_mask(path: Path) -> np.ndarray:
         return np.asarray(img) > 0
 
 
-def test_sounding_masks_exist_for_every_media_folder(synth, scenes):
+def test_sounding_masks_exist_for_every_media_folder(synth, heard):
     media = {p.name for p in (synth / "media").iterdir()}
-    assert {p.name for p in (synth / SOUNDING_DIR).iterdir()} == media == {r["folder"] for r in scenes.values()}
+    assert {p.name for p in (synth / SOUNDING_DIR).iterdir()} == media == set(heard)
     for folder in media:
         directory = sounding_masks_dir(synth, folder)
         assert sorted(p.name for p in directory.iterdir()) == [f"{t:05d}.png" for t in range(NUM_FRAMES)]
@@ -640,10 +662,10 @@ def test_sounding_masks_exist_for_every_media_folder(synth, scenes):
     assert not (synth / ".staging").exists()
 
 
-def test_sounding_mask_is_the_union_of_the_sounding_objects(synth, scenes):
-    """Recomputed here from scenes.jsonl (who sounds when) and the gt_mask PNGs (where)."""
+def test_sounding_mask_is_the_union_of_the_sounding_objects(synth, heard):
+    """Recomputed here from scenes.jsonl (who sounds when, in each media folder) and the gt_mask PNGs (where)."""
     silent = loud = 0
-    for rec in scenes.values():
+    for rec in heard.values():
         for t in range(NUM_FRAMES):
             expected = np.zeros((TEST_SIZE, TEST_SIZE), dtype=bool)
             for obj in rec["objects"]:
@@ -661,11 +683,11 @@ def test_sounding_mask_is_the_union_of_the_sounding_objects(synth, scenes):
         assert np.array_equal(loaded, np.stack([read_png_mask(synth / SOUNDING_DIR / rec["folder"] / f"{t:05d}.png")
                                                 for t in range(NUM_FRAMES)]))
     assert silent > 20 and loud > 100      # both kinds of seconds occur, so both checks bite
-    at_256 = load_sounding_masks(synth, next(iter(scenes.values()))["folder"])   # reference rule, 256 px
+    at_256 = load_sounding_masks(synth, next(iter(heard.values()))["folder"])   # reference rule, 256 px
     assert at_256.shape == (NUM_FRAMES, MASK_SIZE, MASK_SIZE)
 
 
-def test_target_sounding_seconds_mirror_gt_mask(synth, scenes):
+def test_target_sounding_seconds_mirror_gt_mask(synth, scenes, entries):
     seconds = target_sounding_seconds(synth)
     on_disk = {(d.name, int(f.name[len("fid_"):])) for d in (synth / "gt_mask").iterdir() for f in d.iterdir()}
     assert set(seconds) == on_disk
@@ -674,12 +696,13 @@ def test_target_sounding_seconds_mirror_gt_mask(synth, scenes):
             got = seconds[(rec["vid"], obj["fid"])]
             assert got.dtype == bool and got.shape == (NUM_FRAMES,)
             assert np.flatnonzero(got).tolist() == obj["audio"]["seconds"]
-        if rec["split"] == "test_n":
-            assert not seconds[(rec["folder"], 0)].any()     # the null target never sounds
+        for folder in (rec["folder"], *(x["folder"] for x in rec["null_folders"])):
+            if folder != rec["vid"]:
+                assert not seconds[(folder, 0)].any()     # the null target never sounds
     # every expression's (folder, fid) has its target's seconds
     for e in read_metadata(synth):
         key = (DatasetLayout(synth).resolve_folder(e.uid, e.vid), e.fid)
-        target = next(x["target"] for x in scenes[e.vid]["expressions"] if x["uid"] == e.uid)
+        target = entries[e.uid]["target"]
         expected = [] if target is None else scenes[e.vid]["objects"][target]["audio"]["seconds"]
         assert np.flatnonzero(seconds[key]).tolist() == expected, e.uid
     assert any(v.any() for v in seconds.values()) and any(not v.any() for v in seconds.values())
@@ -794,7 +817,7 @@ def test_windowed_shapes_equal_full_frame_shapes():
 def test_force_replaces_an_older_generation(tmp_path):
     out = tmp_path / "old"
     generate(out, seed=5, preset=PRESETS["tiny"], workers=1)
-    assert SOUNDING_DIR in OWNED_PATHS and GENERATOR_VERSION == "1.1"
+    assert SOUNDING_DIR in OWNED_PATHS and GENERATOR_VERSION == "1.2"
     assert is_generation(out, seed=5, preset="tiny")
     # make it look like a run of generator 1.0: no gt_sounding, version 1.0
     import shutil
@@ -804,7 +827,7 @@ def test_force_replaces_an_older_generation(tmp_path):
     (out / SYNTH_FILE).write_text(json.dumps({**info, "version": "1.0"}))
     assert not is_generation(out, seed=5, preset="tiny") and not has_sounding(out)
     code, _, err = run_cli(["--out", str(out), "--preset", "tiny", "--seed", "5"])
-    assert code == 2 and "generator version 1.0, this is 1.1" in err and "--force" in err
+    assert code == 2 and "generator version 1.0, this is 1.2" in err and "--force" in err
     (out / SOUNDING_DIR / "stale").mkdir(parents=True)
     code, _, err = run_cli(["--out", str(out), "--preset", "tiny", "--seed", "5", "--force", "--workers", "1"])
     assert code == 0, err

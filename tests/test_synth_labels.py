@@ -16,7 +16,7 @@ from refavs.features.cache import cache_kinds
 from refavs.features.cache.extract import wanted_kinds
 from refavs.features.config import get_feature_config
 from refavs.synth.labels import SynthLabels
-from refavs.synth.layout import read_scenes
+from refavs.synth.layout import folder_records, read_scenes
 from refavs.synth.sound_ranks import IGNORE, RANK_SIZE
 from refavs.synth.sounding import load_sounding_masks
 
@@ -73,8 +73,8 @@ def test_target_seconds_are_the_seconds_scenes_jsonl_gives_the_target(synth_tiny
 def test_sound_ranks_order_the_sounding_objects_by_level_and_pitch(synth_tiny):
     labels = label_source_for(synth_tiny)
     compared = 0
-    for rec in read_scenes(synth_tiny):
-        e = next(e for e in read_metadata(synth_tiny, [rec["split"]]) if e.vid == rec["vid"])
+    for rec in folder_records(read_scenes(synth_tiny)).values():   # as heard in each media folder
+        e = next(e for e in read_metadata(synth_tiny, [rec["split"]]) if e.folder == rec["folder"])
         ranks = labels.targets(e, rec["folder"], NoCache())[SOUND_RANKS]
         assert ranks.shape == (NUM_FRAMES, 2, RANK_SIZE, RANK_SIZE)
         scale = RANK_SIZE / rec["size"]

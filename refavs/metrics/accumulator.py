@@ -8,6 +8,9 @@ Definitions (section 5 of the reference page), on 256x256 masks, per frame:
   only frames with non-empty ground truth count; the F curves are averaged, then the
   maximum over thresholds is taken.
 - S: ``sqrt(share of pixels with p > 0.5)``, the headline of the null split (lower is better).
+- empty share (null rejection): among the frames whose ground truth is empty, the share whose
+  prediction is empty too (no pixel with ``p > 0.5``, the threshold of S); NaN without such
+  frames. Higher is better.
 
 Aggregation:
 
@@ -17,7 +20,8 @@ Aggregation:
 - ``reference``: the reference code's numbers. Expressions are taken in update order (the
   metadata order) in batches of ``batch_clips`` (4 clips = 40 frames); each batch gets J (mean
   over its frames), F (maximum of its mean F curve; 0 when none of its frames has an object)
-  and S (over its pixels), and the batch values are averaged.
+  and S (over its pixels), and the batch values are averaged. The empty share, which the
+  reference does not compute, stays pooled over the whole set under both aggregations.
 
 The accumulator keeps a few numbers per expression (sums, counts, a 255-long F sum), so
 ``compute_groups`` can score any subset (e.g. per cue type) without seeing the masks again.
@@ -71,6 +75,10 @@ class MetricResult:
         n_frames: frames scored.
         n_frames_with_object: frames whose ground truth is not empty (the frames F uses).
         aggregation: ``dataset`` or ``reference``.
+        empty_share: among the frames whose ground truth is empty, the share predicted empty
+            (no pixel with ``p > s_threshold``); NaN when there is no such frame (higher is
+            better). Pooled over the frames under both aggregations.
+        n_frames_without_object: frames whose ground truth is empty (the frames the empty share uses).
     """
 
     J: float
@@ -80,10 +88,15 @@ class MetricResult:
     n_frames: int
     n_frames_with_object: int
     aggregation: str = "dataset"
+    empty_share: float = math.nan
+    n_frames_without_object: int = 0
 
     def to_dict(self) -> dict:
+        """The numbers as a JSON-ready dict (an undefined empty share is ``None``)."""
         return {"J": self.J, "F": self.F, "S": self.S, "n_expressions": self.n_expressions,
-                "n_frames": self.n_frames, "n_frames_with_object": self.n_frames_with_object}
+                "n_frames": self.n_frames, "n_frames_with_object": self.n_frames_with_object,
+                "empty_share": None if math.isnan(self.empty_share) else self.empty_share,
+                "n_frames_without_object": self.n_frames_without_object}
 
 
 class RefAVSMetrics:
@@ -147,6 +160,7 @@ class RefAVSMetrics:
                 curves[has_object] = f_curves(p[has_object], g[has_object], thresholds, cfg.beta2)
             f.append(curves)
         per_frame = {"j": torch.cat(j), "pos": torch.cat(pos), "obj": torch.cat(obj), "f": torch.cat(f)}
+        rejected = ~per_frame["obj"] & (per_frame["pos"] == 0)          # empty truth, empty prediction
         self._parts.append({
             "j": per_frame["j"].view(b, t).sum(1).cpu(),
             "frames": torch.full((b,), t, dtype=torch.int64),
@@ -154,6 +168,7 @@ class RefAVSMetrics:
             "obj": per_frame["obj"].view(b, t).sum(1).cpu(),
             "pos": per_frame["pos"].view(b, t).sum(1).cpu(),
             "pixels": torch.full((b,), t * probs[0].numel(), dtype=torch.int64),
+            "rejected": rejected.view(b, t).sum(1).cpu(),
         })
 
     def _stats(self, indices: Sequence[int] | None = None) -> dict[str, torch.Tensor]:
@@ -180,21 +195,24 @@ class RefAVSMetrics:
         n = int(stats["frames"].shape[0])
         if n == 0:
             raise ValueError("cannot score an empty set of expressions")
+        n_frames, n_obj = int(stats["frames"].sum()), int(stats["obj"].sum())
+        n_empty = n_frames - n_obj
+        empty_share = int(stats["rejected"].sum()) / n_empty if n_empty else math.nan
         if self.aggregation == "dataset":
             j, f, s = self._score(stats)
         else:
             size = self.config.batch_clips
             batches = [self._score({k: v[i:i + size] for k, v in stats.items()}) for i in range(0, n, size)]
             j, f, s = (sum(values) / len(batches) for values in zip(*batches))
-        return MetricResult(J=j, F=f, S=s, n_expressions=n, n_frames=int(stats["frames"].sum()),
-                            n_frames_with_object=int(stats["obj"].sum()), aggregation=self.aggregation)
+        return MetricResult(J=j, F=f, S=s, n_expressions=n, n_frames=n_frames, n_frames_with_object=n_obj,
+                            aggregation=self.aggregation, empty_share=empty_share, n_frames_without_object=n_empty)
 
     def compute(self) -> MetricResult:
-        """J, F and S over everything accumulated."""
+        """J, F, S and the empty share over everything accumulated."""
         return self._result(self._stats())
 
     def compute_groups(self, groups: Mapping[str, Sequence[int]]) -> dict[str, MetricResult]:
-        """J, F and S of subsets of expressions, given by their positions in update order.
+        """J, F, S and the empty share of subsets of expressions, given by their positions in update order.
 
         Empty groups are left out. Under ``reference`` aggregation each subset is batched on
         its own, in update order.

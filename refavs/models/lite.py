@@ -49,6 +49,10 @@ from refavs.models.readout import probabilities
 from refavs.models.refine import GuidedRefinement
 
 GROUPS: tuple[str, ...] = ("backbone", "head")
+
+HEARD_FEATURES = 2
+"""What ``head.presence_hears`` adds to the presence score's input: the highest sounding-object
+logit of the frame's second, and of the whole clip."""
 """Parameter groups of the lite model: the frozen backbone and everything that trains."""
 
 
@@ -204,7 +208,7 @@ class LiteEEMC(nn.Module):
         self.kernel_attn = ContextAttention(d, d, h.num_heads, h.dropout)
         self.kernel_frame = ContextAttention(d, d, h.num_heads, h.dropout) if h.kernel_reads_frame else None
         self.kernel_out = nn.Linear(d, fd + 1)
-        self.presence = _mlp(d + 2, d, 1) if h.presence else None
+        self.presence = _mlp(d + 2 + (HEARD_FEATURES if h.presence_hears else 0), d, 1) if h.presence else None
         self.refine = GuidedRefinement(fd, h.refine_width) if h.refine else None
         self.spatial_prior = nn.Linear(d, 5) if h.spatial_prior else None
         if self.spatial_prior is not None:
@@ -374,7 +378,12 @@ class LiteEEMC(nn.Module):
         if self.presence is not None:
             flat = logits.flatten(1)
             summary = torch.stack([flat.amax(1), torch.logsumexp(flat, 1) - math.log(flat.shape[1])], 1)
-            presence = self.presence(torch.cat([kernel_state, summary], 1)).reshape(b, k)
+            parts = [kernel_state, summary]
+            if h.presence_hears:  # does anything visible sound, now or at all?
+                loudest = sounding_logits.flatten(2).amax(2).to(kernel_state.dtype)  # [B, T]
+                parts.append(torch.stack([loudest.gather(1, frames), loudest.amax(1, keepdim=True).expand(b, k)],
+                                         -1).flatten(0, 1))
+            presence = self.presence(torch.cat(parts, 1)).reshape(b, k)
         if self.refine is not None:  # stride 4, guided by the frame
             logits = self.refine(logits, emb, guide)
         coarse = logits.reshape(b, k, *logits.shape[-2:])

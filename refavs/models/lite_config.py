@@ -104,6 +104,11 @@ class LiteHeadConfig:
             training step cheaper (docs/experiments.md).
         presence: a presence score per frame that empties the mask of a frame (and of a null
             expression) where the target is judged absent.
+        presence_hears: with ``sounding_map``, the presence score also reads how strongly anything
+            visible sounds: the highest sounding-object logit of the frame's second and of the
+            clip, so that "the sounding object" can be judged absent where no visible object
+            sounds (a muted track, or one whose sources are off screen). False (configs saved
+            before it existed).
         refine: sharpen the stride-8 mask at stride 4 with the frame itself as a guide
             (:mod:`refavs.models.refine`; the feature cache keeps the frame at stride 4, ``rgb4``).
             On in the ``lite`` named config; False here so that configs saved before it existed
@@ -127,6 +132,7 @@ class LiteHeadConfig:
     kernel_reads_frame: bool = False
     fuse_fine: bool = False
     presence: bool = True
+    presence_hears: bool = False
     refine: bool = False
     refine_width: int = 16
     dropout: float = 0.1
@@ -204,6 +210,8 @@ class LiteConfig(ConfigMethods):
             problems.append(f"head.refine_width must be >= 1, got {self.head.refine_width}")
         if not 0 <= self.head.dropout < 1:
             problems.append(f"head.dropout must be in [0, 1), got {self.head.dropout}")
+        if self.head.presence_hears and not (self.head.presence and self.head.sounding_map):
+            problems.append("head.presence_hears needs head.presence and head.sounding_map")
         if self.architecture != ARCHITECTURE:
             problems.append(f"architecture must be {ARCHITECTURE!r}, got {self.architecture!r}")
         if problems:

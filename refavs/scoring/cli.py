@@ -20,7 +20,9 @@ def register(subparsers) -> None:
         description="Score any method's predictions. Predictions are stored as PRED_DIR/<uid>/<frame>.png, "
                     "frame 0..9, 8-bit grayscale where value / 255 is the probability of the referred "
                     "object; any size (resized to 256x256 bilinearly). Prints J, F, S per split, Mix J/F "
-                    "(mean of test_s and test_u) and J/F per cue type.")
+                    "(mean of test_s and test_u), J/F per cue type, J per clause kind (metadata column clause) "
+                    "and S / empty share per kind of null row (column null_kind, else the null_m / null_c "
+                    "folder prefix).")
     p.add_argument("--data-dir", required=True, type=Path, help="the dataset folder (holds metadata.csv and gt_mask/)")
     p.add_argument("--split", dest="splits", required=True, nargs="+", choices=SPLITS, metavar="S",
                    help=f"splits to score ({', '.join(SPLITS)})")

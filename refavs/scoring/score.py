@@ -23,6 +23,16 @@ CueSource = Literal["auto", "column", "keywords"]
 NEEDS_AUDIO = "needs_audio"
 """The group of expressions that cannot be resolved without hearing the clip (Ref-AVS Synth)."""
 
+CLAUSE_KINDS: tuple[str, ...] = ("none", "sounding", "silent", "keeps_sounding", "stops_sounding",
+                                  "starts_sounding", "appears", "leaves", "loudest", "quietest", "lowest_pitch",
+                                  "highest_pitch", "first_sound", "last_sound", "relation")
+"""The clause kinds of the metadata's ``clause`` column (Ref-AVS Synth), in the order tables list
+them; any other value is listed after them, sorted."""
+
+NULL_KINDS: tuple[str, ...] = ("muted", "changed", "condition", "absent", "null_m", "null_c")
+"""Why a null row refers to nothing, in the order tables list them: the ``null_kind`` column of
+Ref-AVS Synth, else the media folder's prefix of the real benchmark (``null_m``, ``null_c``)."""
+
 SEEN_SPLIT, UNSEEN_SPLIT = "test_s", "test_u"
 """The two splits whose mean is the Mix figure."""
 
@@ -52,16 +62,25 @@ class SplitScore:
         cues: the same per cue type (only the cue types that occur), and for the
             ``needs_audio`` subset when the metadata marks it (Ref-AVS Synth).
         n_missing: expressions scored as empty masks because their prediction was missing.
+        clauses: the same per clause kind (``Expression.clause``; empty without the metadata's
+            ``clause`` column).
+        null_kinds: the same per kind of null row (``Expression.null_kind``: the ``null_kind``
+            column, else the ``null_m`` / ``null_c`` folder prefix); S and the empty share are
+            their headline.
     """
 
     split: str
     result: "MetricResult"  # noqa: F821 (imported lazily with torch)
     cues: dict = field(default_factory=dict)
     n_missing: int = 0
+    clauses: dict = field(default_factory=dict)
+    null_kinds: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {**self.result.to_dict(), "n_missing": self.n_missing,
-                "cues": {name: r.to_dict() for name, r in self.cues.items()}}
+                "cues": {name: r.to_dict() for name, r in self.cues.items()},
+                "clauses": {name: r.to_dict() for name, r in self.clauses.items()},
+                "null_kinds": {name: r.to_dict() for name, r in self.null_kinds.items()}}
 
 
 @dataclass
@@ -114,6 +133,41 @@ def cue_groups(expressions: Sequence[Expression], source: CueSource = "auto") ->
     return groups
 
 
+def _ordered(groups: dict[str, list[int]], order: Sequence[str]) -> dict[str, list[int]]:
+    names = [n for n in order if n in groups] + sorted(set(groups) - set(order))
+    return {n: groups[n] for n in names}
+
+
+def clause_groups(expressions: Sequence[Expression]) -> dict[str, list[int]]:
+    """Positions of the expressions of each clause kind (``Expression.clause``; rows without one
+    are left out), in :data:`CLAUSE_KINDS` order, for :meth:`RefAVSMetrics.compute_groups`."""
+    groups: dict[str, list[int]] = {}
+    for index, e in enumerate(expressions):
+        if e.clause is not None:
+            groups.setdefault(e.clause, []).append(index)
+    return _ordered(groups, CLAUSE_KINDS)
+
+
+def null_kind_groups(expressions: Sequence[Expression]) -> dict[str, list[int]]:
+    """Positions of the null rows of each kind (``Expression.null_kind``: the ``null_kind``
+    column, else the ``null_m-`` / ``null_c-`` folder prefix), in :data:`NULL_KINDS` order."""
+    groups: dict[str, list[int]] = {}
+    for index, e in enumerate(expressions):
+        if e.null_kind is not None:
+            groups.setdefault(e.null_kind, []).append(index)
+    return _ordered(groups, NULL_KINDS)
+
+
+def split_score(split: str, metrics: "RefAVSMetrics", expressions: Sequence[Expression],  # noqa: F821
+                cue_source: CueSource = "auto") -> SplitScore:
+    """The :class:`SplitScore` of an accumulator holding ``expressions`` (in update order): the
+    whole split, and per cue type, clause kind and null kind from the same accumulator."""
+    return SplitScore(split=split, result=metrics.compute(),
+                      cues=metrics.compute_groups(cue_groups(expressions, cue_source)),
+                      clauses=metrics.compute_groups(clause_groups(expressions)),
+                      null_kinds=metrics.compute_groups(null_kind_groups(expressions)))
+
+
 def _batches(items: Sequence, size: int) -> Iterator[Sequence]:
     for start in range(0, len(items), size):
         yield items[start:start + size]
@@ -157,8 +211,7 @@ def score_split(data_dir: str | Path, expressions: Sequence[Expression],
                 bar.update(len(batch))
     if bar is not None:
         bar.close()
-    return SplitScore(split=split or (expressions[0].split if expressions else ""),
-                      result=metrics.compute(), cues=metrics.compute_groups(cue_groups(expressions, cue_source)))
+    return split_score(split or (expressions[0].split if expressions else ""), metrics, expressions, cue_source)
 
 
 def check_splits(splits: Iterable[str], aggregation: str = "dataset") -> list[str]:

@@ -323,6 +323,20 @@ RELATIONS: dict[str, tuple[str, ...]] = {
 """Relations to an anchor and their wordings. The target is the one head-matching object in
 a column strictly on that side of the anchor's column."""
 
+REAL_NULL_TEMPLATES: dict[str, str] = {
+    "sounding": "The sounding object",
+    "loudest": "The object making a loudest sound",
+    "lowest_pitch": "The object making a lowest sound",
+    "first_sound": "The first object to make a sound",
+    "last_sound": "The last object to make a sound",
+    "keeps_sounding": "The object making a continuous sound",
+}
+"""Six of the real benchmark's eight null sentences, verbatim, by the clause they say (the other
+two speak of rhythm, which no clause decides). Synth uses them for the null rows of replaced
+tracks (:mod:`refavs.synth.null_tracks`) and, so that the words alone never mean "nothing", as
+one more wording of the same meaning in clips where it has a target ("The sounding object" when
+one object sounds)."""
+
 NAMED_TEXTURES: tuple[str, ...] = ("striped", "dotted", "checkered")
 """Textures expressions mention ("solid" is no cue)."""
 
@@ -577,6 +591,8 @@ def phrase(meaning: Meaning, rng: np.random.Generator, anchor: bool = False) -> 
         return _pick(rng, RELATIONS[meaning.relation]).format(
             np=head.noun(), anchor=phrase(meaning.anchor, rng, anchor=True))
     templates = CLAUSES[meaning.clause].templates
+    if not anchor and head == Descriptor() and meaning.clause in REAL_NULL_TEMPLATES:
+        templates = (*templates, REAL_NULL_TEMPLATES[meaning.clause][0].lower() + REAL_NULL_TEMPLATES[meaning.clause][1:])
     template = templates[0] if anchor and meaning.clause == "none" else _pick(rng, templates)
     return template.format(np=head.noun(), pos=pos)
 

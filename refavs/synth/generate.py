@@ -39,11 +39,14 @@ import numpy as np
 from tqdm import tqdm
 
 from refavs.data.layout import NUM_FRAMES, SPLITS, DatasetLayout
-from refavs.data.records import Expression
+from refavs.data.records import CLAUSE_COLUMN, NULL_KIND_COLUMN, Expression
 from refavs.data.writer import AUDIO_SAMPLE_RATE, atomic_write_bytes, write_metadata
 from refavs.synth.audio import WINDOW_SECONDS, synthesize
 from refavs.synth.categories import CATEGORIES, categories_for_split, check_table
-from refavs.synth.expressions import choose, enumerate_meanings, name_only, sentence
+from refavs.scoring.cues import CUE_TYPES
+from refavs.synth.expressions import Meaning, choose, enumerate_meanings, name_only, sentence, silent_candidates
+from refavs.synth.null_tracks import (CHANGED, MUTED, ORIGINAL, changed_sources, null_kind_of, null_track_folder,
+                                      null_track_rows, track_scene)
 from refavs.synth.files import STAGING_DIR, ClipFiles, remove_staging
 from refavs.synth.layout import SCENES_FILE, SOUNDING_DIR, SYNTH_FILE, read_synth_info
 from refavs.synth.presets import SynthPreset, check_size, get_preset
@@ -52,20 +55,27 @@ from refavs.synth.scene import sample_scene
 from refavs.synth.sounding import sounding_union
 from refavs.version import __version__
 
-GENERATOR_VERSION = "1.1"
+GENERATOR_VERSION = "1.2"
 """Version of the generator's output; changes whenever the same seed would give other files.
 
 1.1: adds ``gt_sounding/`` (the files of 1.0 are otherwise unchanged).
+1.2: null rows in train and val (replaced-track folders ``null_m-``/``null_c-``, as the real
+benchmark), test_n clips of the muted and changed kinds beside Synth's own, the metadata
+columns ``clause`` and ``null_kind``, and the real benchmark's null sentences as one more
+wording of their meanings.
 """
 
 SPLIT_CODES: dict[str, str] = {"train": "tr", "val": "va", "test_s": "ts", "test_u": "tu", "test_n": "tn"}
 """Short split codes used in vids (``syn-tr00012_0_10000``)."""
 
-EXTRA_COLUMNS: tuple[str, ...] = ("cue", "needs_audio")
+EXTRA_COLUMNS: tuple[str, ...] = ("cue", "needs_audio", CLAUSE_COLUMN, NULL_KIND_COLUMN)
 """Columns metadata.csv has beyond the official five."""
 
 OWNED_PATHS: tuple[str, ...] = ("media", "gt_mask", SOUNDING_DIR, "metadata.csv", SCENES_FILE, SYNTH_FILE, STAGING_DIR)
 """What a generator run writes (and, with ``force``, replaces in a folder holding an earlier run)."""
+
+NULL_STREAM = 0x4E55
+"""Stream of a clip's seed that draws its null folders and their sentences, apart from the rest."""
 
 MAX_SCENE_TRIES = 20
 """Scenes drawn for a clip before giving up on one that allows an expression (never reached in practice)."""
@@ -148,55 +158,115 @@ def make_clip(task: ClipTask) -> ClipResult:
     """Sample, render and write one clip; return its rows and scene record."""
     split, preset = task.split, task.preset
     rng = np.random.default_rng([task.seed, SPLITS.index(split), task.index])
+    nrng = np.random.default_rng([task.seed, SPLITS.index(split), task.index, NULL_STREAM])
     pool = categories_for_split(split)
     vid = clip_vid(split, task.index)
     null = split == "test_n"
+    track = preset.test_n_track(nrng) if null else ORIGINAL
     for _ in range(MAX_SCENE_TRIES):
         scene = sample_scene(rng, vid, split, task.size, pool, preset.scene, recolour=preset.recolour_for(split))
-        options = enumerate_meanings(scene, pool, use_names=split != "test_u", null=null)
+        options = enumerate_meanings(scene, pool, use_names=split != "test_u", null=null and track == ORIGINAL)
         if options:
             break
     else:
         raise RuntimeError(f"{vid}: no scene allowing an expression in {MAX_SCENE_TRIES} tries")
-    chosen = choose(rng, options, preset.expressions_for(split), preset.needs_audio_share_for(split),
-                    preset.relation_weight)
-    if split == "train" and preset.train_name_slot:
-        chosen += name_only(rng, options, chosen)
-
-    folder = null_folder(vid) if null else vid
     clip = render_clip(scene)
     files = ClipFiles()   # the official writer's bytes, staged and moved into place by folder
-    files.add_frames(folder, clip.frames)
-    files.add_audio(folder, synthesize(scene, preset.scene.reference_rms))
-    if null:
-        files.add_masks(folder, 0, np.zeros_like(clip.masks[0]))
+    rows, expressions = [], []
+
+    if null and track != ORIGINAL:   # test_n: the clip's frames with a replaced track
+        folder = null_track_folder(vid, track)
+        heard = changed_sources(scene, pool, nrng) if track == CHANGED else []
+        made = null_track_rows(scene, options, (), preset.expressions_for(split), nrng, sentence)
+        _add_null_folder(files, folder, clip, scene, track, heard, preset)
+        _null_track_entries(rows, expressions, made, vid, folder, split, scene, track)
+    else:
+        chosen = choose(rng, options, preset.expressions_for(split), preset.needs_audio_share_for(split),
+                        preset.relation_weight)
+        if split == "train" and preset.train_name_slot:
+            chosen += name_only(rng, options, chosen)
+        folder = null_folder(vid) if null else vid
+        files.add_frames(folder, clip.frames)
+        files.add_audio(folder, synthesize(scene, preset.scene.reference_rms))
+        if null:
+            files.add_masks(folder, 0, np.zeros_like(clip.masks[0]))
+        # sounding-object masks belong to the media (the audio): under the media folder
+        files.add_sounding(folder, sounding_union(clip.masks, [o.audio.seconds for o in scene.objects]))
+        per_name: dict[str, int] = {}
+        for r in chosen:
+            name = "null" if r.target is None else scene.objects[r.target].visual.category
+            per_name[name] = per_name.get(name, 0) + 1
+            uid = f"{folder}_{name}_{per_name[name]}"
+            text = sentence(r.meaning, rng)
+            fid = 0 if r.target is None else r.target
+            cue = ";".join(r.cues)
+            kind = "" if r.target is not None else null_kind_of(r.meaning, scene)
+            rows.append({"vid": vid, "uid": uid, "split": split, "fid": fid, "exp": text, "cue": cue,
+                         "needs_audio": str(int(r.needs_audio)), "clause": r.meaning.kind, "null_kind": kind})
+            entry = {"uid": uid, "fid": fid, "target": r.target, "exp": text, "cue": cue,
+                     "needs_audio": int(r.needs_audio), "candidates_without_audio": list(r.candidates),
+                     "meaning": r.meaning.to_dict()}
+            if kind:
+                entry["null_kind"] = kind
+            expressions.append(entry)
     for obj in scene.objects:   # a null clip's objects under its vid, as the real benchmark's test_s twins
         files.add_masks(vid, obj.fid, clip.masks[obj.fid])
-    # sounding-object masks belong to the media (the audio): under the media folder
-    files.add_sounding(folder, sounding_union(clip.masks, [o.audio.seconds for o in scene.objects]))
-    files.commit(task.root)
 
-    rows, expressions = [], []
-    per_name: dict[str, int] = {}
-    for r in chosen:
-        name = "null" if r.target is None else scene.objects[r.target].visual.category
-        per_name[name] = per_name.get(name, 0) + 1
-        uid = f"{folder}_{name}_{per_name[name]}"
-        text = sentence(r.meaning, rng)
-        fid = 0 if r.target is None else r.target
-        cue = ";".join(r.cues)
-        rows.append({"vid": vid, "uid": uid, "split": split, "fid": fid, "exp": text, "cue": cue,
-                     "needs_audio": str(int(r.needs_audio))})
-        expressions.append({"uid": uid, "fid": fid, "target": r.target, "exp": text, "cue": cue,
-                            "needs_audio": int(r.needs_audio), "candidates_without_audio": list(r.candidates),
-                            "meaning": r.meaning.to_dict()})
     record = scene.to_dict()
     record["folder"] = folder
+    record["track"] = track
+    if null and track == CHANGED:
+        record["heard"] = [h.to_dict() for h in heard]
+    null_folders = []
+    if not null and nrng.random() < preset.null_clip_chance(split):
+        track_kind = MUTED if nrng.random() < 0.5 else CHANGED
+        nfolder = null_track_folder(vid, track_kind)
+        heard = changed_sources(scene, pool, nrng) if track_kind == CHANGED else []
+        own = [(Meaning.from_dict(e["meaning"]), e["exp"]) for e in expressions]
+        made = null_track_rows(scene, options, own, preset.null_rows_per_folder, nrng, sentence)
+        if made:
+            _add_null_folder(files, nfolder, clip, scene, track_kind, heard, preset)
+            entries: list[dict] = []
+            _null_track_entries(rows, entries, made, vid, nfolder, split, scene, track_kind)
+            info = {"folder": nfolder, "track": track_kind, "expressions": entries}
+            if heard:
+                info["heard"] = [h.to_dict() for h in heard]
+            null_folders.append(info)
+    files.commit(task.root)
+
     for obj, data in zip(scene.objects, record["objects"]):
         areas, boxes = _mask_geometry(clip.masks[obj.fid])
         data["visual"]["area"], data["visual"]["boxes"] = areas, boxes
     record["expressions"] = expressions
+    record["null_folders"] = null_folders
     return ClipResult(rows=rows, record=record)
+
+
+def _add_null_folder(files: ClipFiles, folder: str, clip, scene, track: str, heard, preset: SynthPreset) -> None:
+    """The media of a replaced-track folder: the clip's frames, the new track, an empty target
+    (``fid_0``) and empty sounding-object masks (no visible object sounds)."""
+    files.add_frames(folder, clip.frames)
+    files.add_audio(folder, synthesize(track_scene(scene, track, heard), preset.scene.reference_rms))
+    empty = np.zeros_like(clip.masks[0])
+    files.add_masks(folder, 0, empty)
+    files.add_sounding(folder, empty.astype(bool))
+
+
+def _null_track_entries(rows: list[dict], expressions: list[dict], made, vid: str, folder: str, split: str,
+                        scene, track: str) -> None:
+    """Metadata rows and scenes.jsonl entries of a replaced-track folder's sentences."""
+    visuals = [o.visual for o in scene.objects]
+    for n, row in enumerate(made, 1):
+        uid = f"{folder}_null_{n}"
+        cues = row.meaning.cues() | {"null"}
+        cue = ";".join(c for c in CUE_TYPES if c in cues)
+        candidates = silent_candidates(row.meaning, visuals)
+        needs_audio = int(len(candidates) > 0)   # only listening tells that none of them sounds so
+        rows.append({"vid": vid, "uid": uid, "split": split, "fid": 0, "exp": row.text, "cue": cue,
+                     "needs_audio": str(needs_audio), "clause": row.meaning.kind, "null_kind": track})
+        expressions.append({"uid": uid, "fid": 0, "target": None, "exp": row.text, "cue": cue,
+                            "needs_audio": needs_audio, "candidates_without_audio": list(candidates),
+                            "meaning": row.meaning.to_dict(), "null_kind": track, "source": row.source})
 
 
 def prepare_output(out: Path, force: bool) -> None:
@@ -303,15 +373,24 @@ def generate(out_dir: str | Path, seed: int = 0, preset: str | SynthPreset = "sm
 
 
 def split_counts(results: list[ClipResult]) -> dict[str, dict[str, int]]:
-    """Per split: clips, expressions, needs_audio rows, rows with a temporal cue."""
-    counts = {s: {"clips": 0, "expressions": 0, "needs_audio": 0, "temporal": 0} for s in SPLITS}
+    """Per split: clips, expressions, needs_audio rows, rows with a temporal cue, null rows and
+    replaced-track media folders (``null_m-``/``null_c-``)."""
+    keys = ("clips", "expressions", "needs_audio", "temporal", "null", "null_track_folders")
+    counts = {s: dict.fromkeys(keys, 0) for s in SPLITS}
     for r in results:
         c = counts[r.record["split"]]
         c["clips"] += 1
-        for e in r.record["expressions"]:
+        entries = list(r.record["expressions"])
+        for extra in r.record.get("null_folders", []):
+            entries += extra["expressions"]
+            c["null_track_folders"] += 1
+        if r.record.get("track", "original") != "original":
+            c["null_track_folders"] += 1
+        for e in entries:
             c["expressions"] += 1
             c["needs_audio"] += e["needs_audio"]
             c["temporal"] += "temporal" in e["cue"].split(";")
+            c["null"] += e["target"] is None
     return counts
 
 

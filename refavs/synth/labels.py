@@ -29,7 +29,7 @@ from refavs.data.labels import SOUND_RANKS, SOUNDING, TARGET_SECONDS, FeatureLoo
 from refavs.data.layout import NUM_FRAMES
 from refavs.data.records import Expression
 from refavs.features.cache.kinds import CacheKind, ExtractionContext, folder_items, unpack_masks
-from refavs.synth.layout import has_sounding, is_synth, read_scenes
+from refavs.synth.layout import folder_records, has_sounding, is_synth, read_scenes
 from refavs.synth.negatives import null_negatives
 from refavs.synth.sound_ranks import sound_rank_maps
 from refavs.synth.sounding import load_sounding_masks, target_sounding_seconds
@@ -86,7 +86,7 @@ class SynthLabels:
         if self._targets is None:
             if has_sounding(self.root):
                 self._targets = (target_sounding_seconds(self.root, self.records),
-                                 {rec["folder"]: rec for rec in self.records})
+                                 folder_records(self.records))
             else:
                 self._targets = ({}, {})
         return self._targets

@@ -65,3 +65,28 @@ def read_scenes(root: str | Path) -> list[dict]:
         raise FileNotFoundError(f"{path} not found: {root} is not a Ref-AVS Synth dataset")
     with open(path, encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.strip()]
+
+
+def folder_records(records: list[dict]) -> dict[str, dict]:
+    """Per media folder, the scene as it is heard there: ``{folder: record}``.
+
+    A clip's record describes its own folder (``record["folder"]``); a folder whose track was
+    replaced (``record["track"]`` or an entry of ``record["null_folders"]``, muted or changed, see
+    :mod:`refavs.synth.null_tracks`) gets a copy in which no visible object sounds, with that
+    folder's ``folder``, ``track``, ``expressions`` and ``heard`` (the off-screen sources of a
+    changed track). Records written before 1.2 have neither
+    key: their folder has the clip's own track.
+    """
+    out: dict[str, dict] = {}
+    for rec in records:
+        out[rec["folder"]] = rec if rec.get("track", "original") == "original" else _heard_as(rec, rec)
+        for extra in rec.get("null_folders", ()):
+            out[extra["folder"]] = _heard_as(rec, extra)
+    return out
+
+
+def _heard_as(rec: dict, folder: dict) -> dict:
+    """``rec`` with every object silent and the folder, track and expressions of ``folder``."""
+    objects = [{**o, "audio": {**o["audio"], "seconds": []}} for o in rec["objects"]]
+    return {**rec, "objects": objects, "folder": folder["folder"], "track": folder["track"],
+            "heard": folder.get("heard", []), "expressions": folder["expressions"], "null_folders": []}

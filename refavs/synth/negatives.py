@@ -1,8 +1,10 @@
-"""Null training expressions for Ref-AVS Synth: another clip's sentence that names nothing here.
+"""Extra null training expressions for Ref-AVS Synth: another clip's sentence that names nothing here.
 
-Neither the real benchmark's training split nor Synth's holds a null expression, so a model
-never learns to answer "nothing" (test_n). Synth knows every scene, so it can make exact
-negatives: take the meaning of an expression of one training clip, resolve it on the scene of
+The real benchmark's training split holds null rows of one kind (608: a clip's frames with a
+replaced audio track and a sentence about a sound, :mod:`refavs.synth.null_tracks`), and so
+does Synth's. Sentences that fail by their look, place or relation (test_n's ``condition`` and
+``absent`` kinds) are in no training split. Synth knows every scene, so it can make exact
+negatives of those too: take the meaning of an expression of one training clip, resolve it on the scene of
 another (:func:`refavs.synth.expressions.resolve`), and keep the pair when it refers to
 NOTHING there ("the sounding guitar" in a clip whose guitar is silent, "the red circle" in one
 without). The sentence is the donor's verbatim, so its text features are already cached.
@@ -63,6 +65,8 @@ def null_negatives(data_dir: str | Path, expressions: Sequence[Expression], shar
         for e in rec["expressions"]:
             meanings[e["uid"]] = Meaning.from_dict(e["meaning"])
     by_clip: dict[str, list[Expression]] = {}
+    replaced = _null_folders(records)   # a replaced-track folder's null rows: neither donors nor receivers
+    expressions = [e for e in expressions if e.folder not in replaced]
     for e in expressions:
         if e.vid not in records:
             raise ValueError(f"{data_dir}: clip {e.vid} of expression {e.uid} is not in scenes.jsonl")
@@ -96,6 +100,11 @@ def null_negatives(data_dir: str | Path, expressions: Sequence[Expression], shar
             out.append(Expression(vid=vid, uid=f"{vid}_{NEGATIVE_TAG}_{made}", split=own[0].split, fid=0,
                                   exp=donor.exp, empty=True))
     return out
+
+
+def _null_folders(records: dict[str, dict]) -> set[str]:
+    """The replaced-track media folders of ``records`` (``null_folders`` entries)."""
+    return {extra["folder"] for rec in records.values() for extra in rec.get("null_folders", ())}
 
 
 def _names_an_object(meaning, scene) -> bool:

@@ -94,6 +94,13 @@ class SynthPreset:
             expression that cannot be resolved without listening (the first slot always asks).
         relation_weight: weight of the ``relation`` kind ("the object to the left of ...") when a
             kind of meaning is drawn (every clause kind weighs 1).
+        null_row_share: the share of null rows in train and val, as the real benchmark has them
+            (4.3 % of train, 5.3 % of val): a clip gets a replaced-track folder (``null_m-`` or
+            ``null_c-``, :mod:`refavs.synth.null_tracks`) with the chance that gives this share.
+        null_rows_per_folder: sentences per replaced-track folder (4, as every real one).
+        test_n_tracks: relative chance of a test_n clip's track being ``muted``, ``changed``
+            (the real benchmark's two kinds) or the original one, whose null rows are Synth's own
+            (``condition``, ``absent``).
         scene: how scenes are sampled.
     """
 
@@ -107,6 +114,9 @@ class SynthPreset:
     size: int = 96
     needs_audio_share: float = 0.35
     relation_weight: float = 2.0
+    null_row_share: float = 0.045
+    null_rows_per_folder: int = 4
+    test_n_tracks: tuple[float, float, float] = (0.3, 0.3, 0.4)
     scene: SceneConfig = field(default_factory=SceneConfig)
 
     def __post_init__(self) -> None:
@@ -127,6 +137,13 @@ class SynthPreset:
                 raise ValueError(f"preset {self.name}: {key} must be within [0, 1], got {share}")
         if self.train_expressions_per_clip is not None and self.train_expressions_per_clip < 1:
             raise ValueError(f"preset {self.name}: train_expressions_per_clip must be at least 1 (or None)")
+        if not 0.0 <= self.null_row_share < 1.0:
+            raise ValueError(f"preset {self.name}: null_row_share must be within [0, 1), got {self.null_row_share}")
+        if self.null_rows_per_folder < 1:
+            raise ValueError(f"preset {self.name}: null_rows_per_folder must be at least 1")
+        if len(self.test_n_tracks) != 3 or min(self.test_n_tracks) < 0 or not sum(self.test_n_tracks) > 0:
+            raise ValueError(f"preset {self.name}: test_n_tracks must be three non-negative weights "
+                             f"(muted, changed, original) with a positive sum, got {self.test_n_tracks}")
         check_size(self.size)
 
     def expressions_for(self, split: str) -> int:
@@ -141,6 +158,21 @@ class SynthPreset:
             return self.train_needs_audio_share
         return self.needs_audio_share
 
+    def null_clip_chance(self, split: str) -> float:
+        """Chance that a clip of ``split`` gets a replaced-track folder: 0 outside train and val, else
+        what makes its null rows ``null_row_share`` of the split's rows."""
+        if split not in ("train", "val") or not self.null_row_share:
+            return 0.0
+        rows = self.expressions_for(split) + (1 if split == "train" and self.train_name_slot else 0)
+        share = self.null_row_share
+        return min(1.0, share / (1 - share) * rows / self.null_rows_per_folder)
+
+    def test_n_track(self, rng) -> str:
+        """The track of a test_n clip (``muted``, ``changed`` or ``original``), drawn from ``rng``."""
+        weights = [float(w) for w in self.test_n_tracks]
+        total = sum(weights)
+        return ("muted", "changed", "original")[int(rng.choice(3, p=[w / total for w in weights]))]
+
     def with_counts(self, **clips: int) -> "SynthPreset":
         """A copy with some splits' clip counts replaced (e.g. ``with_counts(train=8)``)."""
         return dataclasses.replace(self, clips={**self.clips, **clips})
@@ -150,7 +182,9 @@ class SynthPreset:
                "train_expressions_per_clip": self.train_expressions_per_clip,
                "train_needs_audio_share": self.train_needs_audio_share,
                "size": self.size, "needs_audio_share": self.needs_audio_share,
-               "relation_weight": self.relation_weight, "scene": self.scene.to_dict()}
+               "relation_weight": self.relation_weight, "null_row_share": self.null_row_share,
+               "null_rows_per_folder": self.null_rows_per_folder, "test_n_tracks": list(self.test_n_tracks),
+               "scene": self.scene.to_dict()}
         if self.train_name_slot:  # recorded only when on: datasets written before it existed still match
             out["train_name_slot"] = True
         if self.train_recolour:  # likewise

@@ -69,8 +69,8 @@ def target_sounding_seconds(data_dir: str | Path,
     """Per ``(folder, fid)`` of ``gt_mask/<folder>/fid_<fid>``: bool ``[10]``, the seconds that object sounds in.
 
     Read from scenes.jsonl (each object's ``audio.seconds``). The keys mirror ``gt_mask``: a
-    clip's objects under ``(vid, fid)``; for a test_n clip also ``(null_c-<vid>, 0)``, the null
-    expressions' empty target, which never sounds (all False). So the folder and fid an
+    clip's objects under ``(vid, fid)``; for a null folder (test_n's, and the replaced-track
+    folders ``null_m-``/``null_c-``) also ``(<folder>, 0)``, the null expressions' empty target, which never sounds (all False). So the folder and fid an
     expression's mask is read from give its target's sounding seconds.
 
     Only Ref-AVS Synth has scenes.jsonl: FileNotFoundError naming it elsewhere (the real benchmark).
@@ -82,6 +82,7 @@ def target_sounding_seconds(data_dir: str | Path,
             secs = np.zeros(NUM_FRAMES, dtype=bool)
             secs[list(obj["audio"]["seconds"])] = True
             out[(rec["vid"], int(obj["fid"]))] = secs
-        if rec["folder"] != rec["vid"]:
-            out[(rec["folder"], 0)] = np.zeros(NUM_FRAMES, dtype=bool)
+        for folder in (rec["folder"], *(extra["folder"] for extra in rec.get("null_folders", ()))):
+            if folder != rec["vid"]:
+                out[(folder, 0)] = np.zeros(NUM_FRAMES, dtype=bool)
     return out

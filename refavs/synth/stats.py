@@ -39,6 +39,7 @@ class SplitStats:
         mask_area: percentiles (keys ``p10``, ``p50``, ``p90``) and ``mean`` of the referred object's
             area, in % of the frame, averaged over the frames it is on screen (non-null expressions).
         empty_frames: % of (expression, frame) pairs whose ground-truth mask is empty.
+        null_kinds: null rows per kind (``muted``, ``changed``, ``condition``, ``absent``).
     """
 
     clips: int = 0
@@ -51,6 +52,7 @@ class SplitStats:
     categories: dict[str, int] = field(default_factory=dict)
     mask_area: dict[str, float] = field(default_factory=dict)
     empty_frames: float = 0.0
+    null_kinds: dict[str, int] = field(default_factory=dict)
 
     @property
     def needs_audio_share(self) -> float:
@@ -89,7 +91,7 @@ def dataset_stats(root: str | Path) -> SynthStats:
         n = len(rec["objects"])
         s.objects_per_clip[n] = s.objects_per_clip.get(n, 0) + 1
         pixels = rec["size"] ** 2
-        for e in rec["expressions"]:
+        for e in [*rec["expressions"], *(e for extra in rec.get("null_folders", ()) for e in extra["expressions"])]:
             s.expressions += 1
             s.needs_audio += e["needs_audio"]
             for cue in e["cue"].split(";"):
@@ -100,6 +102,9 @@ def dataset_stats(root: str | Path) -> SynthStats:
             counted = frames.setdefault(rec["split"], [0, 0])
             if e["target"] is None:
                 s.categories["null"] = s.categories.get("null", 0) + 1
+                kind = e.get("null_kind", "")
+                if kind:
+                    s.null_kinds[kind] = s.null_kinds.get(kind, 0) + 1
                 counted[0] += NUM_FRAMES
                 counted[1] += NUM_FRAMES
                 continue
@@ -183,6 +188,12 @@ def format_stats(stats: SynthStats) -> str:
     lines += ["", "meaning kinds (clause or relation) per split"]
     for name, s in stats.splits.items():
         lines.append(f"  {name:<7} " + ", ".join(f"{k} {s.kinds[k]}" for k in kinds if k in s.kinds))
+    if any(s.null_kinds for s in stats.splits.values()):
+        lines += ["", "null rows per kind (muted, changed: another track in null_m-/null_c- folders; "
+                      "condition, absent: Synth's own)"]
+        for name, s in stats.splits.items():
+            if s.null_kinds:
+                lines.append(f"  {name:<7} " + ", ".join(f"{k} {v}" for k, v in sorted(s.null_kinds.items())))
     lines += ["", "referred categories per split (null: null expressions)"]
     for name, s in stats.splits.items():
         lines.append(f"  {name:<7} " + ", ".join(f"{k} {v}" for k, v in s.categories.items()))

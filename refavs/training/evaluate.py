@@ -11,15 +11,24 @@ gives the same numbers; without it they are computed on the float probabilities.
 ``ablate`` removes one input to measure how much the model relies on it: ``audio`` and
 ``text`` zero their features (the text mask is kept), ``visual`` replaces every frame by the
 mean image (zeros after normalisation).
+
+:func:`evaluate_variants` scores several variants (``None``, ``audio``, ``text``, ``visual``)
+of the same splits in one pass: each batch is loaded once, and the variants are stacked into
+one forward per clip path: the expression-independent part of the model runs once for the
+unablated and the text-zeroed rows (zeroing the text leaves it as it is), the audio-zeroed rows
+form a second forward (``merge="all"``: one forward for all, the ablated clips under clip ids
+of their own). The numbers are those of separate :func:`evaluate` calls with ``ablate=``.
+Prediction PNGs are encoded on background threads (``pred_workers``) while the model runs.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Literal, Mapping, Sequence
 
 import torch
 from torch.utils.data import DataLoader
@@ -29,7 +38,7 @@ from refavs.data.batch import ClipBatch
 from refavs.data.dataset import RefAVSDataset, collate
 from refavs.metrics import RefAVSMetrics
 from refavs.scoring.predictions import write_prediction
-from refavs.scoring.score import ScoreReport, SplitScore, cue_groups
+from refavs.scoring.score import ScoreReport, SplitScore, clause_groups, cue_groups, null_kind_groups
 
 Ablation = Literal["audio", "text", "visual"]
 ABLATIONS: tuple[str, ...] = ("audio", "text", "visual")
@@ -85,7 +94,8 @@ def autocast(device: torch.device, mixed_precision: str):
 def evaluate(model, data_dir: str | Path, splits: Sequence[str], features, image, *, batch_size: int = 4,
              device: str | torch.device = "cpu", aggregation: str = "dataset", ablate: str | None = None,
              save_pred: str | Path | None = None, cue_source: str = "auto", mixed_precision: str = "no",
-             num_workers: int = 0, progress: bool = False) -> ScoreReport:
+             num_workers: int = 0, progress: bool = False, forward_rows: int | str | None = "auto",
+             pred_workers: int = 1) -> ScoreReport:
     """Score ``model`` on ``splits`` of the dataset at ``data_dir``.
 
     Args:
@@ -96,11 +106,17 @@ def evaluate(model, data_dir: str | Path, splits: Sequence[str], features, image
         aggregation: ``dataset`` or ``reference`` (batches of 4 clips in metadata order).
         ablate: ``audio``, ``text`` or ``visual`` to zero that input.
         save_pred: folder to write ``<uid>/<frame>.png`` probabilities into.
+        forward_rows: at most this many expressions per model forward (a batch of more runs in
+            several; the numbers do not change): ``auto``, :func:`auto_forward_rows`; None, the
+            whole batch.
+        pred_workers: threads encoding the PNGs of ``save_pred`` (0: in the calling thread).
     """
     device = torch.device(device)
     was_training = model.training
     model.eval()
     report = ScoreReport(splits={}, aggregation=aggregation)
+    rows = auto_forward_rows(model, device) if forward_rows == "auto" else forward_rows
+    writer = None if save_pred is None else PredictionWriter(save_pred, pred_workers)
     try:
         for split in splits:
             dataset = RefAVSDataset(data_dir, split, features, image=image)
@@ -114,15 +130,13 @@ def evaluate(model, data_dir: str | Path, splits: Sequence[str], features, image
                 bar = tqdm(total=len(dataset), desc=f"eval {split}", unit="clip", leave=False)
             for batch in loader:
                 batch = ablate_batch(batch, ablate).to(device)
-                inputs = dataclasses.replace(batch, masks=None)
-                with autocast(device, mixed_precision):
-                    logits = model(inputs).mask_logits.float()
-                if save_pred is None:
+                logits = forward_logits(model, batch, [None], device, mixed_precision, rows)
+                if writer is None:
                     metrics.update(logits, batch.masks, logits=True)
                 else:
                     probs = (logits.sigmoid() * 255).round() / 255
                     for uid, p in zip(batch.uids, probs.cpu().numpy()):
-                        write_prediction(save_pred, uid, p)
+                        writer.write(uid, p)
                     metrics.update(probs, batch.masks, logits=False)
                 if bar is not None:
                     bar.update(len(batch))
@@ -130,7 +144,242 @@ def evaluate(model, data_dir: str | Path, splits: Sequence[str], features, image
                 bar.close()
             groups = cue_groups(dataset.expressions, cue_source)
             report.splits[split] = SplitScore(split=split, result=metrics.compute(),
-                                              cues=metrics.compute_groups(groups))
+                                              cues=metrics.compute_groups(groups),
+                                              clauses=metrics.compute_groups(clause_groups(dataset.expressions)),
+                                              null_kinds=metrics.compute_groups(null_kind_groups(dataset.expressions)))
     finally:
         model.train(was_training)
+        if writer is not None:
+            writer.close()
     return report
+
+
+VARIANTS: tuple[str | None, ...] = (None, "audio", "text")
+"""The variants the main job scores: the model as it is, then with its audio or its text zeroed."""
+
+SHARES_CLIP_PATH: frozenset[str | None] = frozenset({None, "text"})
+"""Variants whose expression-independent (clip) features equal the unablated ones: the clip path
+reads the frames' maps and the audio, never the text."""
+
+
+def _clip_path(variant: str | None) -> str | None:
+    """Which clip path a variant's rows need: None for the unablated one, else the ablation."""
+    return None if variant in SHARES_CLIP_PATH else variant
+
+
+def variant_plan(variants: Sequence[str | None] | Mapping[str | None, Sequence[str]],
+                 splits: Sequence[str]) -> dict[str | None, list[str]]:
+    """``variant -> splits`` of ``variants``: a sequence (every variant on every split of
+    ``splits``) or a mapping (each variant on its own splits). ValueError on an unknown ablation."""
+    if isinstance(variants, Mapping):
+        plan = {v: list(s) for v, s in variants.items()}
+    else:
+        plan = {v: list(splits) for v in dict.fromkeys(variants)}
+    for v in plan:
+        if v is not None and v not in ABLATIONS:
+            raise ValueError(f"a variant must be None or one of {', '.join(ABLATIONS)}, got {v!r}")
+    if not plan:
+        raise ValueError("no variant to evaluate")
+    return plan
+
+
+def forward_groups(variants: Sequence[str | None], merge: str = "clip") -> list[list[str | None]]:
+    """The variants run together in one forward: ``clip``, those of one clip path (None with
+    ``text``; ``audio`` and ``visual`` alone); ``all``, every variant in one forward; ``none``,
+    each variant in its own."""
+    if merge == "all":
+        return [list(variants)]
+    if merge == "none":
+        return [[v] for v in variants]
+    if merge != "clip":
+        raise ValueError(f"merge must be 'clip', 'all' or 'none', got {merge!r}")
+    groups: dict[str | None, list[str | None]] = {}
+    for v in variants:
+        groups.setdefault(_clip_path(v), []).append(v)
+    return list(groups.values())
+
+
+def stack_variants(batch: ClipBatch, variants: Sequence[str | None]) -> ClipBatch:
+    """One batch holding ``batch`` once per variant (each ablated as :func:`ablate_batch`), in
+    that order, without masks. Rows of one clip path keep the clip's id, so the model computes
+    the clip's features once for all of them; the rows of another clip path (``audio``,
+    ``visual``) get the clip id ``<clip>|<variant>``."""
+    parts = [ablate_batch(batch, v) for v in variants]
+    if len(parts) == 1:
+        return dataclasses.replace(parts[0], masks=None)
+
+    def cat(name):
+        values = [getattr(p, name) for p in parts]
+        return None if any(v is None for v in values) else torch.cat(values)
+
+    clips = None
+    if batch.clips is not None:
+        clips = [c if _clip_path(v) is None else f"{c}|{v}" for v in variants for c in batch.clips]
+    visual = None
+    if all(p.visual is not None for p in parts):
+        visual = {k: torch.cat([p.visual[k] for p in parts]) for k in parts[0].visual}
+    targets = {k: torch.cat([p.targets[k] for p in parts]) for k in batch.targets}
+    return ClipBatch(pixel_values=cat("pixel_values"), audio=cat("audio"), text=cat("text"),
+                     text_mask=cat("text_mask"), masks=None, uids=[u for _ in parts for u in batch.uids],
+                     clips=clips, visual=visual, targets=targets)
+
+
+LITE_FORWARD_ROWS = 8
+"""Expressions per forward of the ``lite`` model on a CPU (:func:`auto_forward_rows`): its
+per-expression path (fusion, refinement at stride 4) runs faster per row on batches of 4 to 8
+than on the evaluation batch of 16, whose activations outgrow the CPU's caches (fp32, one
+thread: the unablated pass over test_s of Synth ``medium`` 44.8 s in forwards of 16, 40.2 s in
+forwards of 8; ``benchmarks/evaluate.py``)."""
+
+
+def auto_forward_rows(model, device: torch.device) -> int | None:
+    """How many expressions one forward of ``evaluate`` takes under ``forward_rows="auto"``:
+    :data:`LITE_FORWARD_ROWS` for the ``lite`` model on a CPU; None (the whole batch) otherwise."""
+    lite = getattr(getattr(model, "config", None), "architecture", None) == "lite"
+    return LITE_FORWARD_ROWS if lite and device.type == "cpu" else None
+
+
+def batch_rows(batch: ClipBatch, rows: slice) -> ClipBatch:
+    """The expressions ``rows`` of ``batch``."""
+    def cut(t):
+        return None if t is None else t[rows]
+    return dataclasses.replace(
+        batch, pixel_values=cut(batch.pixel_values), audio=batch.audio[rows], text=batch.text[rows],
+        text_mask=batch.text_mask[rows], masks=cut(batch.masks), uids=batch.uids[rows],
+        clips=None if batch.clips is None else batch.clips[rows],
+        visual=None if batch.visual is None else {k: v[rows] for k, v in batch.visual.items()},
+        targets={k: v[rows] for k, v in batch.targets.items()})
+
+
+def forward_logits(model, batch: ClipBatch, variants: Sequence[str | None], device: torch.device,
+                   mixed_precision: str = "no", rows: int | None = None) -> torch.Tensor:
+    """float32 mask logits ``[V * B, T, S, S]`` of ``batch`` (B expressions, on ``device``) under
+    each of the V ``variants`` (:func:`stack_variants`), variant by variant; at most ``rows``
+    rows per forward (None: the whole stack in one), each forward stacking the variants of the
+    same expressions so that they share their clips' features."""
+    b, v = len(batch), len(variants)
+    per = b if rows is None else max(1, rows // v)
+    parts = []
+    for start in range(0, b, per):
+        sub = batch if per >= b else batch_rows(batch, slice(start, start + per))
+        with autocast(device, mixed_precision):
+            logits = model(stack_variants(sub, variants)).mask_logits.float()
+        parts.append(logits.reshape(v, len(sub), *logits.shape[1:]))
+    out = parts[0] if len(parts) == 1 else torch.cat(parts, 1)
+    return out.reshape(v * b, *out.shape[2:])
+
+
+class PredictionWriter:
+    """Writes prediction PNGs (:func:`~refavs.scoring.predictions.write_prediction`) on
+    ``workers`` background threads, so that PNG encoding (zlib, outside the GIL) overlaps the
+    model's forward; at most ``pending`` expressions wait at a time. ``workers=0`` writes in the
+    calling thread. :meth:`close` waits for every file and raises the first error."""
+
+    def __init__(self, pred_dir: str | Path, workers: int = 1, pending: int = 64):
+        self.pred_dir = Path(pred_dir)
+        self.pending = max(1, pending)
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="refavs-png") if workers > 0 else None
+        self._futures: list[Future] = []
+
+    def write(self, uid: str, probs) -> None:
+        if self._pool is None:
+            write_prediction(self.pred_dir, uid, probs)
+            return
+        if len(self._futures) >= self.pending:
+            self._futures.pop(0).result()
+        self._futures.append(self._pool.submit(write_prediction, self.pred_dir, uid, probs))
+
+    def close(self) -> None:
+        try:
+            for future in self._futures:
+                future.result()
+        finally:
+            self._futures.clear()
+            if self._pool is not None:
+                self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _split_score(split: str, metrics: RefAVSMetrics, expressions, cue_source: str) -> SplitScore:
+    """The :class:`SplitScore` of one variant, built as :func:`evaluate` builds it."""
+    return SplitScore(split=split, result=metrics.compute(),
+                      cues=metrics.compute_groups(cue_groups(expressions, cue_source)),
+                      clauses=metrics.compute_groups(clause_groups(expressions)),
+                      null_kinds=metrics.compute_groups(null_kind_groups(expressions)))
+
+
+@torch.no_grad()
+def evaluate_variants(model, data_dir: str | Path, splits: Sequence[str], features, image, *,
+                      variants: Sequence[str | None] | Mapping[str | None, Sequence[str]] = VARIANTS,
+                      batch_size: int = 4, device: str | torch.device = "cpu", aggregation: str = "dataset",
+                      save_pred: str | Path | None = None, cue_source: str = "auto", mixed_precision: str = "no",
+                      num_workers: int = 0, progress: bool = False, merge: str = "clip",
+                      forward_rows: int | str | None = "auto", pred_workers: int = 1
+                      ) -> dict[str | None, ScoreReport]:
+    """Score ``model`` on ``splits`` under several variants in one pass over the data; returns
+    ``{variant: ScoreReport}``, each report the one ``evaluate(..., ablate=variant)`` gives.
+
+    Args:
+        variants: ``None`` (the model as it is) and ablations (``audio``, ``text``, ``visual``),
+            each scored on every split of ``splits``; or a mapping ``variant -> splits`` (a split
+            is loaded once for every variant that scores it; ``splits`` then only orders them).
+        save_pred: folder for the probabilities of the ``None`` variant (the scorer's layout;
+            its metrics are then computed on those 8-bit values, as :func:`evaluate` does).
+        merge: ``clip`` (default): the variants that share the clip path (None and ``text``) in
+            one forward, each other in its own; ``all``: every variant in one forward;
+            ``none``: each variant in its own (the batch is still loaded once).
+        forward_rows: at most this many rows (expressions x stacked variants) per forward, as
+            in :func:`evaluate` (``auto``: :func:`auto_forward_rows`; None: the whole batch).
+        pred_workers: threads encoding the PNGs of ``save_pred`` (0: in the calling thread).
+
+    The other arguments are :func:`evaluate`'s.
+    """
+    plan = variant_plan(variants, splits)
+    if save_pred is not None and None not in plan:
+        raise ValueError("save_pred writes the predictions of the None variant, which is not evaluated")
+    order = list(dict.fromkeys([*splits, *(s for wanted in plan.values() for s in wanted)]))
+    device = torch.device(device)
+    rows = auto_forward_rows(model, device) if forward_rows == "auto" else forward_rows
+    was_training = model.training
+    model.eval()
+    reports = {v: ScoreReport(splits={}, aggregation=aggregation) for v in plan}
+    writer = None if save_pred is None else PredictionWriter(save_pred, pred_workers)
+    try:
+        for split in order:
+            todo = [v for v in plan if split in plan[v]]
+            if not todo:
+                continue
+            dataset = RefAVSDataset(data_dir, split, features, image=image)
+            if len(dataset) == 0:
+                raise ValueError(f"{data_dir}: no expression of split {split}")
+            loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate,
+                                num_workers=num_workers)
+            metrics = {v: RefAVSMetrics(aggregation) for v in todo}
+            groups = forward_groups(todo, merge)
+            bar = None
+            if progress:
+                bar = tqdm(total=len(dataset), desc=f"eval {split} ({len(todo)} variants)", unit="clip", leave=False)
+            for batch in loader:
+                batch = batch.to(device)
+                n = len(batch)
+                for group in groups:
+                    logits = forward_logits(model, batch, group, device, mixed_precision, rows)
+                    for i, v in enumerate(group):
+                        part = logits[i * n:(i + 1) * n]
+                        if v is None and writer is not None:
+                            probs = (part.sigmoid() * 255).round() / 255
+                            for uid, p in zip(batch.uids, probs.cpu().numpy()):
+                                writer.write(uid, p)
+                            metrics[v].update(probs, batch.masks, logits=False)
+                        else:
+                            metrics[v].update(part, batch.masks, logits=True)
+                if bar is not None:
+                    bar.update(n)
+            if bar is not None:
+                bar.close()
+            for v in todo:
+                reports[v].splits[split] = _split_score(split, metrics[v], dataset.expressions, cue_source)
+    finally:
+        model.train(was_training)
+        if writer is not None:
+            writer.close()
+    return reports

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Mapping, Sequence
 
+import numpy as np
 from tqdm import tqdm
 
 from refavs.data.layout import MASK_SIZE, SPLITS, DatasetLayout
@@ -18,6 +20,59 @@ from refavs.features.cache.integrity import SIZE_KEY, CacheDamage, is_verified, 
 from refavs.features.cache.keys import CachePaths, cache_root, settings_key
 from refavs.features.cache.kinds import AudioSource, CacheKind, ExtractionContext, TextSource, cache_kinds
 from refavs.features.config import FeatureConfig
+
+
+class RowReuse:
+    """A kind's chunk computation that computes each distinct content once (the kind's
+    ``content`` digests, :class:`~refavs.features.cache.kinds.CacheKind`): an item whose digest
+    was computed already in this extraction (any split, any chunk) gets a copy of that row, and
+    so does a repeat within a chunk. Rows are kept in memory only while a later item of the same
+    digest is still to come (``digests`` lists every item this extraction may compute).
+
+    Attributes:
+        reused: rows copied instead of computed so far.
+    """
+
+    def __init__(self, compute: Callable[[Sequence[str]], Mapping[str, np.ndarray]],
+                 digests: Mapping[str, str | None]):
+        self.compute = compute
+        self.digests = dict(digests)
+        self.remaining = Counter(d for d in self.digests.values() if d is not None)
+        self.kept: dict[str, dict[str, np.ndarray]] = {}
+        self.reused = 0
+
+    def __call__(self, chunk: Sequence[str]) -> dict[str, np.ndarray]:
+        rows: list = [None] * len(chunk)
+        need, first = [], {}
+        for i, item in enumerate(chunk):
+            d = self.digests.get(item)
+            if d is not None and d in self.kept:
+                rows[i] = self.kept[d]
+            elif d is not None and d in first:
+                rows[i] = first[d]  # an index: filled from that row below
+            else:
+                if d is not None:
+                    first[d] = i
+                need.append(i)
+        if need:
+            computed = {k: np.asarray(v) for k, v in self.compute([chunk[i] for i in need]).items()}
+            for j, i in enumerate(need):
+                rows[i] = {k: v[j] for k, v in computed.items()}
+        for i, row in enumerate(rows):
+            if isinstance(row, int):
+                rows[i] = rows[row]
+        self.reused += len(chunk) - len(need)
+        for i, item in enumerate(chunk):
+            d = self.digests.get(item)
+            if d is None:
+                continue
+            self.remaining[d] -= 1
+            if self.remaining[d] > 0:
+                if d not in self.kept:
+                    self.kept[d] = {k: np.array(v) for k, v in rows[i].items()}  # a copy, not a view of the chunk
+            else:
+                self.kept.pop(d, None)
+        return {name: np.stack([row[name] for row in rows]) for name in rows[0]}
 
 
 def cache_paths(data_dir: str | Path, config: FeatureConfig, cache_dir: str | Path | None = None,
@@ -59,7 +114,9 @@ class ExtractionReport:
         paths: the keyed cache folders.
         splits: per split, ``clips``/``expressions`` (distinct items) and how many of each kind
             were computed by this run (``clips_computed`` for audio, ``texts_computed`` for text,
-            ``<kind>_computed`` for the others; 0 when cached).
+            ``<kind>_computed`` for the others; 0 when cached); for the kinds keyed by content
+            (``visual``, ``frames``), ``<kind>_reused``: of the rows written, those copied from
+            an item with byte-identical frames instead of computed again.
         seconds: wall time of the run.
         damaged: the damaged array files found (sizes always; checksums with ``verify``); the
             splits of the kinds this run extracts are extracted again, the others' indexes are
@@ -193,6 +250,11 @@ def extract_features(data_dir: str | Path, config: FeatureConfig, splits: Sequen
         if todo[kind.name]:
             write_manifest(paths.folder(kind.name), kind.name, paths.settings[kind.name])
             compute[kind.name] = kind.compute(context)
+            if kind.content is not None:  # items of equal content (null folders' frames) computed once
+                digests = {item: kind.content(layout, item) for split, items in plan.items()
+                           if not split_is_complete(paths.folder(kind.name) / split, items[kind.name])
+                           for item in items[kind.name]}
+                compute[kind.name] = RowReuse(compute[kind.name], digests)
     total = sum(todo.values())
     with tqdm(total=total, unit="item", desc="features", disable=not progress or not total,
               dynamic_ncols=True) as bar:
@@ -200,8 +262,12 @@ def extract_features(data_dir: str | Path, config: FeatureConfig, splits: Sequen
             for kind in kinds:
                 bar.set_postfix_str(f"{split} {kind.name}")
                 extra = kind.index_extra(by_split[split]) if kind.index_extra else None
+                reuse = compute.get(kind.name)
+                reused = reuse.reused if isinstance(reuse, RowReuse) else 0
                 done = extract_split(paths.folder(kind.name) / split, items[kind.name], compute.get(kind.name),
                                      kind.chunk(batch_size, config), bar.update, extra)
                 report.splits[split][kind.report_name] = done
+                if isinstance(reuse, RowReuse):
+                    report.splits[split][f"{kind.name}_reused"] = reuse.reused - reused
     report.seconds = time.perf_counter() - start
     return report

@@ -11,6 +11,7 @@ as plug-ins: the ``refavs.cache_kinds`` entry points of the installed packages (
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
@@ -86,6 +87,10 @@ class CacheKind:
         read: ``(arrays of a row by name) ->`` the value :meth:`FeatureStore.cached` returns.
         index_extra: ``(expressions) ->`` extra entries of the split's ``index.json``.
         counter: the name of the kind's count in an extraction report.
+        content: ``(layout, item) ->`` a digest of the files the item's rows are computed from
+            (None when unreadable), for kinds whose rows depend on nothing else: items of equal
+            digest are computed once per extraction and the row copied
+            (:class:`~refavs.features.cache.extract.RowReuse`); None for kinds without one.
     """
 
     name: str
@@ -98,6 +103,7 @@ class CacheKind:
     read: Callable[[Mapping[str, np.ndarray]], Any] | None = None
     index_extra: Callable[[Sequence[Expression]], dict] | None = None
     counter: str = field(default="")
+    content: Callable[[DatasetLayout, str], str | None] | None = None
 
     @property
     def report_name(self) -> str:
@@ -140,6 +146,22 @@ def mask_items(layout: DatasetLayout, expressions: Iterable[Expression]) -> list
 
 def _folder_key(e: Expression, folder: str) -> str:
     return folder
+
+
+def frames_digest(layout: DatasetLayout, folder: str) -> str | None:
+    """BLAKE2b (16 bytes, hex) of the bytes of a media folder's frame files in order, or None
+    when one cannot be read (its extraction then reports the error). Folders with the same
+    digest decode to the same frames: Ref-AVS's null folders (``null_m-<vid>``, ``null_c-<vid>``)
+    repeat the frames of ``<vid>`` with another audio track."""
+    h = hashlib.blake2b(digest_size=16)
+    try:
+        for t in range(NUM_FRAMES):
+            data = layout.frame(folder, t).read_bytes()
+            h.update(len(data).to_bytes(8, "little"))
+            h.update(data)
+    except OSError:
+        return None
+    return h.hexdigest()
 
 
 # ----------------------------------------------------------------------------- computations
@@ -221,9 +243,9 @@ BUILTIN_KINDS: tuple[CacheKind, ...] = (
               counter="texts_computed"),
     CacheKind("visual", lambda c, size, resize: visual_settings(c), lambda root, visual, media: visual,
               folder_items, _folder_key, lambda batch, c: max(1, c.visual.batch_size // NUM_FRAMES),
-              _compute_visual, read=_read_visual),
+              _compute_visual, read=_read_visual, content=frames_digest),
     CacheKind("frames", lambda c, size, resize: frame_settings(c), lambda root, visual, media: media and not visual,
-              folder_items, _folder_key, lambda batch, c: batch, _compute_frames),
+              folder_items, _folder_key, lambda batch, c: batch, _compute_frames, content=frames_digest),
     CacheKind("masks", lambda c, size, resize: mask_settings(size, resize), lambda root, visual, media: media,
               mask_items, lambda e, folder: None if e.empty else mask_key(folder, e.fid),
               lambda batch, c: 4 * batch, _compute_masks),
