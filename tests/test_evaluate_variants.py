@@ -177,3 +177,24 @@ def test_prediction_writer_raises_a_write_error(tmp_path):
     writer.write("uid", np.zeros((NUM_FRAMES, 8, 8), dtype=np.float32))
     with pytest.raises(OSError):
         writer.close()
+
+
+def test_other_audio_gives_each_clip_the_next_clips_audio():
+    import dataclasses as dc
+
+    import torch
+
+    from refavs.data.batch import ClipBatch
+    from refavs.training.evaluate import ablate_batch, other_clip_rows
+
+    clips = ["a", "a", "b", "c", "c"]
+    assert other_clip_rows(clips, 5).tolist() == [2, 2, 3, 0, 0]
+    assert other_clip_rows(["a", "a"], 2) is None and other_clip_rows(None, 2) is None
+    audio = torch.arange(5.0)[:, None, None].expand(5, 10, 4).clone()
+    batch = ClipBatch(pixel_values=None, audio=audio, text=torch.zeros(5, 3, 2), text_mask=None, masks=None,
+                      uids=[f"u{i}" for i in range(5)], clips=clips)
+    swapped = ablate_batch(batch, "other_audio")
+    assert swapped.audio[:, 0, 0].tolist() == [2.0, 2.0, 3.0, 0.0, 0.0]
+    assert torch.equal(swapped.text, batch.text)
+    with pytest.raises(ValueError, match="at least two clips"):
+        ablate_batch(dc.replace(batch, clips=["a"] * 5), "other_audio")

@@ -64,7 +64,8 @@ def register(subparsers) -> None:
     e.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     e.add_argument("--save-pred", type=Path, metavar="DIR",
                    help="write predictions as DIR/<uid>/<frame>.png (refavs score reads them)")
-    e.add_argument("--ablate", choices=("audio", "text", "visual"), help="zero one input modality")
+    e.add_argument("--ablate", choices=("audio", "text", "visual", "other_audio"),
+                   help="zero one input modality, or (other_audio) give each clip another clip's audio")
     e.add_argument("--aggregation", choices=("dataset", "reference"), default="dataset",
                    help="dataset (default) or reference (batches of 4 clips in metadata order)")
     e.add_argument("--batch-size", type=int, default=4, help="clips per batch (default 4, as the reference)")

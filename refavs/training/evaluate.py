@@ -10,7 +10,11 @@ gives the same numbers; without it they are computed on the float probabilities.
 
 ``ablate`` removes one input to measure how much the model relies on it: ``audio`` and
 ``text`` zero their features (the text mask is kept), ``visual`` replaces every frame by the
-mean image (zeros after normalisation).
+mean image (zeros after normalisation), ``other_audio`` gives each clip the audio of the next
+clip of its batch: a sound is there, but not the clip's. A model trained on null rows reads
+zeroed audio as silence and rightly answers "nothing" to a sentence about a sound, so
+``other_audio`` is the ablation that shows whether it uses what it hears (which object is
+loudest, highest, first), not only whether anything sounds.
 
 :func:`evaluate_variants` scores several variants (``None``, ``audio``, ``text``, ``visual``)
 of the same splits in one pass: each batch is loaded once, and the variants are stacked into
@@ -41,7 +45,20 @@ from refavs.scoring.predictions import write_prediction
 from refavs.scoring.score import ScoreReport, SplitScore, clause_groups, cue_groups, null_kind_groups
 
 Ablation = Literal["audio", "text", "visual"]
-ABLATIONS: tuple[str, ...] = ("audio", "text", "visual")
+ABLATIONS: tuple[str, ...] = ("audio", "text", "visual", "other_audio")
+
+
+def other_clip_rows(clips: Sequence[str] | None, b: int) -> torch.Tensor | None:
+    """For each of the ``b`` rows, a row of the next clip of the batch (in the order clips first
+    occur, the last one taking the first's): whose audio ``other_audio`` gives it. None when the
+    batch holds a single clip (or no clip ids)."""
+    if clips is None or len(clips) != b:
+        return None
+    order = list(dict.fromkeys(clips))
+    if len(order) < 2:
+        return None
+    first = {c: clips.index(c) for c in order}
+    return torch.tensor([first[order[(order.index(c) + 1) % len(order)]] for c in clips])
 
 
 def ablate_batch(batch: ClipBatch, ablate: str | None) -> ClipBatch:
@@ -50,6 +67,11 @@ def ablate_batch(batch: ClipBatch, ablate: str | None) -> ClipBatch:
         return batch
     if ablate not in ABLATIONS:
         raise ValueError(f"ablate must be one of {', '.join(ABLATIONS)}, got {ablate!r}")
+    if ablate == "other_audio":  # a sound is there, but another clip's
+        rows = other_clip_rows(batch.clips, len(batch))
+        if rows is None:
+            raise ValueError("ablate=other_audio needs a batch of at least two clips (batch_size >= 2, clip ids set)")
+        return dataclasses.replace(batch, audio=batch.audio[rows.to(batch.audio.device)])
     if ablate == "visual":  # the frames, and the backbone maps cached from them
         visual = None if batch.visual is None else {k: torch.zeros_like(v) for k, v in batch.visual.items()}
         pixels = None if batch.pixel_values is None else torch.zeros_like(batch.pixel_values)
