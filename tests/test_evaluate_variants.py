@@ -198,3 +198,18 @@ def test_other_audio_gives_each_clip_the_next_clips_audio():
     assert torch.equal(swapped.text, batch.text)
     with pytest.raises(ValueError, match="at least two clips"):
         ablate_batch(dc.replace(batch, clips=["a"] * 5), "other_audio")
+
+
+def test_other_audio_pairs_the_clips_of_the_whole_batch_whatever_the_forward_size(setup, tmp_path):
+    """The ablation is made on the whole batch before it is cut into forwards: forwards of one row
+    (each holding a single clip) give the numbers of one forward for the batch."""
+    model, features, data = setup
+    image = ImageConfig(size=64)
+    kwargs = dict(batch_size=4, variants=[None, "other_audio"])
+    one = evaluate_variants(model, data, ["test_s"], features, image, forward_rows=1, **kwargs)
+    whole = evaluate_variants(model, data, ["test_s"], features, image, forward_rows=None, **kwargs)
+    _assert_same(one["other_audio"], whole["other_audio"])
+    assert abs(one["other_audio"].splits["test_s"].result.F - one[None].splits["test_s"].result.F) > 1e-6
+    # an ablated variant's predictions can be the ones saved
+    evaluate(model, data, ["test_s"], features, image, ablate="other_audio", batch_size=4, save_pred=tmp_path / "p")
+    assert len(list((tmp_path / "p").rglob("*.png"))) == 9 * NUM_FRAMES

@@ -44,7 +44,7 @@ from refavs.data.writer import AUDIO_SAMPLE_RATE, atomic_write_bytes, write_meta
 from refavs.synth.audio import WINDOW_SECONDS, synthesize
 from refavs.synth.categories import CATEGORIES, categories_for_split, check_table
 from refavs.scoring.cues import CUE_TYPES
-from refavs.synth.expressions import Meaning, choose, enumerate_meanings, name_only, sentence, silent_candidates
+from refavs.synth.expressions import choose, enumerate_meanings, name_only, sentence, silent_candidates
 from refavs.synth.null_tracks import (CHANGED, MUTED, ORIGINAL, changed_sources, null_kind_of, null_track_folder,
                                       null_track_rows, track_scene)
 from refavs.synth.files import STAGING_DIR, ClipFiles, remove_staging
@@ -173,6 +173,7 @@ def make_clip(task: ClipTask) -> ClipResult:
     clip = render_clip(scene)
     files = ClipFiles()   # the official writer's bytes, staged and moved into place by folder
     rows, expressions = [], []
+    written: list[tuple] = []   # (meaning, words) of the clip's own sentences
 
     if null and track != ORIGINAL:   # test_n: the clip's frames with a replaced track
         folder = null_track_folder(vid, track)
@@ -198,6 +199,7 @@ def make_clip(task: ClipTask) -> ClipResult:
             per_name[name] = per_name.get(name, 0) + 1
             uid = f"{folder}_{name}_{per_name[name]}"
             text = sentence(r.meaning, rng)
+            written.append((r.meaning, text))
             fid = 0 if r.target is None else r.target
             cue = ";".join(r.cues)
             kind = "" if r.target is not None else null_kind_of(r.meaning, scene)
@@ -222,8 +224,7 @@ def make_clip(task: ClipTask) -> ClipResult:
         track_kind = MUTED if nrng.random() < 0.5 else CHANGED
         nfolder = null_track_folder(vid, track_kind)
         heard = changed_sources(scene, pool, nrng) if track_kind == CHANGED else []
-        own = [(Meaning.from_dict(e["meaning"]), e["exp"]) for e in expressions]
-        made = null_track_rows(scene, options, own, preset.null_rows_per_folder, nrng, sentence)
+        made = null_track_rows(scene, options, written, preset.null_rows_per_folder, nrng, sentence)
         if made:
             _add_null_folder(files, nfolder, clip, scene, track_kind, heard, preset)
             entries: list[dict] = []

@@ -17,7 +17,6 @@ raises, and the trainer leaves the option off there.
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Sequence
 
@@ -26,6 +25,7 @@ import numpy as np
 from refavs.data.records import Expression
 from refavs.synth.expressions import NOTHING, Meaning, resolve
 from refavs.synth.layout import read_scenes
+from refavs.synth.null_tracks import names_an_object
 from refavs.synth.scene import Scene
 
 NEGATIVE_TAG = "neg"
@@ -93,7 +93,7 @@ def null_negatives(data_dir: str | Path, expressions: Sequence[Expression], shar
             meaning = meanings[donor.uid]
             if resolve(meaning, scene) is not NOTHING:
                 continue
-            if present and not _names_an_object(meaning, scene):
+            if present and not names_an_object(meaning, scene):
                 continue
             texts.add(donor.exp)
             made += 1
@@ -105,9 +105,3 @@ def null_negatives(data_dir: str | Path, expressions: Sequence[Expression], shar
 def _null_folders(records: dict[str, dict]) -> set[str]:
     """The replaced-track media folders of ``records`` (``null_folders`` entries)."""
     return {extra["folder"] for rec in records.values() for extra in rec.get("null_folders", ())}
-
-
-def _names_an_object(meaning, scene) -> bool:
-    """Whether the look ``meaning``'s head names (its column left aside) is one of ``scene``'s objects."""
-    head = dataclasses.replace(meaning.head, column=None)
-    return any(head.matches(o.visual) for o in scene.objects)

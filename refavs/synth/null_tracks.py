@@ -156,8 +156,13 @@ def null_track_rows(scene: Scene, options: Sequence[Resolved], own: Sequence[tup
     return rows
 
 
-def null_kind_of(meaning: Meaning, scene: Scene) -> str:
-    """``condition`` when the head of a null ``meaning`` names the look of an object of ``scene``
-    (its column left aside), else ``absent``."""
+def names_an_object(meaning: Meaning, scene: Scene) -> bool:
+    """Whether the look ``meaning``'s head names (its column left aside) is one of ``scene``'s objects."""
     head = dataclasses.replace(meaning.head, column=None)
-    return CONDITION if any(head.matches(o.visual) for o in scene.objects) else ABSENT
+    return any(head.matches(o.visual) for o in scene.objects)
+
+
+def null_kind_of(meaning: Meaning, scene: Scene) -> str:
+    """``condition`` when the head of a null ``meaning`` names an object of ``scene``
+    (:func:`names_an_object`), else ``absent``."""
+    return CONDITION if names_an_object(meaning, scene) else ABSENT

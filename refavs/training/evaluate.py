@@ -11,7 +11,8 @@ gives the same numbers; without it they are computed on the float probabilities.
 ``ablate`` removes one input to measure how much the model relies on it: ``audio`` and
 ``text`` zero their features (the text mask is kept), ``visual`` replaces every frame by the
 mean image (zeros after normalisation), ``other_audio`` gives each clip the audio of the next
-clip of its batch: a sound is there, but not the clip's. A model trained on null rows reads
+clip of its batch (a batch of one clip: that of the clip before it): a sound is there, but not
+the clip's. A model trained on null rows reads
 zeroed audio as silence and rightly answers "nothing" to a sentence about a sound, so
 ``other_audio`` is the ablation that shows whether it uses what it hears (which object is
 loudest, highest, first), not only whether anything sounds.
@@ -42,7 +43,7 @@ from refavs.data.batch import ClipBatch
 from refavs.data.dataset import RefAVSDataset, collate
 from refavs.metrics import RefAVSMetrics
 from refavs.scoring.predictions import write_prediction
-from refavs.scoring.score import ScoreReport, SplitScore, clause_groups, cue_groups, null_kind_groups
+from refavs.scoring.score import ScoreReport, split_score
 
 Ablation = Literal["audio", "text", "visual"]
 ABLATIONS: tuple[str, ...] = ("audio", "text", "visual", "other_audio")
@@ -61,17 +62,21 @@ def other_clip_rows(clips: Sequence[str] | None, b: int) -> torch.Tensor | None:
     return torch.tensor([first[order[(order.index(c) + 1) % len(order)]] for c in clips])
 
 
-def ablate_batch(batch: ClipBatch, ablate: str | None) -> ClipBatch:
-    """``batch`` with one modality's input zeroed (see the module docstring)."""
+def ablate_batch(batch: ClipBatch, ablate: str | None, spare_audio: torch.Tensor | None = None) -> ClipBatch:
+    """``batch`` with one modality's input zeroed (see the module docstring). ``spare_audio``
+    (``[T, A]``, another clip's) is what ``other_audio`` gives a batch of a single clip."""
     if ablate is None:
         return batch
     if ablate not in ABLATIONS:
         raise ValueError(f"ablate must be one of {', '.join(ABLATIONS)}, got {ablate!r}")
     if ablate == "other_audio":  # a sound is there, but another clip's
         rows = other_clip_rows(batch.clips, len(batch))
-        if rows is None:
-            raise ValueError("ablate=other_audio needs a batch of at least two clips (batch_size >= 2, clip ids set)")
-        return dataclasses.replace(batch, audio=batch.audio[rows.to(batch.audio.device)])
+        if rows is not None:
+            return dataclasses.replace(batch, audio=batch.audio[rows.to(batch.audio.device)])
+        if spare_audio is None:
+            raise ValueError("ablate=other_audio needs a batch of at least two clips, or another clip's audio "
+                             "(batch_size >= 2, clip ids set)")
+        return dataclasses.replace(batch, audio=spare_audio.to(batch.audio)[None].expand_as(batch.audio))
     if ablate == "visual":  # the frames, and the backbone maps cached from them
         visual = None if batch.visual is None else {k: torch.zeros_like(v) for k, v in batch.visual.items()}
         pixels = None if batch.pixel_values is None else torch.zeros_like(batch.pixel_values)
@@ -112,13 +117,13 @@ def autocast(device: torch.device, mixed_precision: str):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-@torch.no_grad()
 def evaluate(model, data_dir: str | Path, splits: Sequence[str], features, image, *, batch_size: int = 4,
              device: str | torch.device = "cpu", aggregation: str = "dataset", ablate: str | None = None,
              save_pred: str | Path | None = None, cue_source: str = "auto", mixed_precision: str = "no",
              num_workers: int = 0, progress: bool = False, forward_rows: int | str | None = "auto",
              pred_workers: int = 1) -> ScoreReport:
-    """Score ``model`` on ``splits`` of the dataset at ``data_dir``.
+    """Score ``model`` on ``splits`` of the dataset at ``data_dir`` (:func:`evaluate_variants` with
+    the one variant ``ablate``).
 
     Args:
         model: an :class:`~refavs.models.eemc.EEMC` (or anything mapping a ClipBatch to an
@@ -126,54 +131,17 @@ def evaluate(model, data_dir: str | Path, splits: Sequence[str], features, image
         features: the feature source (a :class:`~refavs.features.cache.FeatureStore`).
         image: the frames' :class:`~refavs.features.config.ImageConfig`.
         aggregation: ``dataset`` or ``reference`` (batches of 4 clips in metadata order).
-        ablate: ``audio``, ``text`` or ``visual`` to zero that input.
+        ablate: ``audio``, ``text``, ``visual`` or ``other_audio`` (see the module docstring).
         save_pred: folder to write ``<uid>/<frame>.png`` probabilities into.
         forward_rows: at most this many expressions per model forward (a batch of more runs in
             several; the numbers do not change): ``auto``, :func:`auto_forward_rows`; None, the
             whole batch.
         pred_workers: threads encoding the PNGs of ``save_pred`` (0: in the calling thread).
     """
-    device = torch.device(device)
-    was_training = model.training
-    model.eval()
-    report = ScoreReport(splits={}, aggregation=aggregation)
-    rows = auto_forward_rows(model, device) if forward_rows == "auto" else forward_rows
-    writer = None if save_pred is None else PredictionWriter(save_pred, pred_workers)
-    try:
-        for split in splits:
-            dataset = RefAVSDataset(data_dir, split, features, image=image)
-            if len(dataset) == 0:
-                raise ValueError(f"{data_dir}: no expression of split {split}")
-            loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate,
-                                num_workers=num_workers)
-            metrics = RefAVSMetrics(aggregation)
-            bar = None
-            if progress:
-                bar = tqdm(total=len(dataset), desc=f"eval {split}", unit="clip", leave=False)
-            for batch in loader:
-                batch = ablate_batch(batch, ablate).to(device)
-                logits = forward_logits(model, batch, [None], device, mixed_precision, rows)
-                if writer is None:
-                    metrics.update(logits, batch.masks, logits=True)
-                else:
-                    probs = (logits.sigmoid() * 255).round() / 255
-                    for uid, p in zip(batch.uids, probs.cpu().numpy()):
-                        writer.write(uid, p)
-                    metrics.update(probs, batch.masks, logits=False)
-                if bar is not None:
-                    bar.update(len(batch))
-            if bar is not None:
-                bar.close()
-            groups = cue_groups(dataset.expressions, cue_source)
-            report.splits[split] = SplitScore(split=split, result=metrics.compute(),
-                                              cues=metrics.compute_groups(groups),
-                                              clauses=metrics.compute_groups(clause_groups(dataset.expressions)),
-                                              null_kinds=metrics.compute_groups(null_kind_groups(dataset.expressions)))
-    finally:
-        model.train(was_training)
-        if writer is not None:
-            writer.close()
-    return report
+    return evaluate_variants(model, data_dir, splits, features, image, variants=[ablate], batch_size=batch_size,
+                             device=device, aggregation=aggregation, save_pred=save_pred, save_variant=ablate,
+                             cue_source=cue_source, mixed_precision=mixed_precision, num_workers=num_workers,
+                             progress=progress, forward_rows=forward_rows, pred_workers=pred_workers)[ablate]
 
 
 VARIANTS: tuple[str | None, ...] = (None, "audio", "text")
@@ -226,9 +194,15 @@ def stack_variants(batch: ClipBatch, variants: Sequence[str | None]) -> ClipBatc
     that order, without masks. Rows of one clip path keep the clip's id, so the model computes
     the clip's features once for all of them; the rows of another clip path (``audio``,
     ``visual``) get the clip id ``<clip>|<variant>``."""
-    parts = [ablate_batch(batch, v) for v in variants]
+    return _stacked([ablate_batch(batch, v) for v in variants], variants)
+
+
+def _stacked(parts: Sequence[ClipBatch], variants: Sequence[str | None]) -> ClipBatch:
+    """The already ablated ``parts`` (one per variant, rows of the same expressions) as one batch
+    without masks (see :func:`stack_variants`)."""
     if len(parts) == 1:
         return dataclasses.replace(parts[0], masks=None)
+    batch = parts[0]
 
     def cat(name):
         values = [getattr(p, name) for p in parts]
@@ -274,19 +248,23 @@ def batch_rows(batch: ClipBatch, rows: slice) -> ClipBatch:
 
 
 def forward_logits(model, batch: ClipBatch, variants: Sequence[str | None], device: torch.device,
-                   mixed_precision: str = "no", rows: int | None = None) -> torch.Tensor:
+                   mixed_precision: str = "no", rows: int | None = None,
+                   spare_audio: torch.Tensor | None = None) -> torch.Tensor:
     """float32 mask logits ``[V * B, T, S, S]`` of ``batch`` (B expressions, on ``device``) under
     each of the V ``variants`` (:func:`stack_variants`), variant by variant; at most ``rows``
     rows per forward (None: the whole stack in one), each forward stacking the variants of the
-    same expressions so that they share their clips' features."""
+    same expressions so that they share their clips' features. ``spare_audio``: see
+    :func:`ablate_batch`."""
     b, v = len(batch), len(variants)
     per = b if rows is None else max(1, rows // v)
+    # on the whole batch, before it is cut into forwards (other_audio pairs the batch's clips)
+    ablated = [ablate_batch(batch, variant, spare_audio) for variant in variants]
     parts = []
     for start in range(0, b, per):
-        sub = batch if per >= b else batch_rows(batch, slice(start, start + per))
+        subs = ablated if per >= b else [batch_rows(a, slice(start, start + per)) for a in ablated]
         with autocast(device, mixed_precision):
-            logits = model(stack_variants(sub, variants)).mask_logits.float()
-        parts.append(logits.reshape(v, len(sub), *logits.shape[1:]))
+            logits = model(_stacked(subs, variants)).mask_logits.float()
+        parts.append(logits.reshape(v, len(subs[0]), *logits.shape[1:]))
     out = parts[0] if len(parts) == 1 else torch.cat(parts, 1)
     return out.reshape(v * b, *out.shape[2:])
 
@@ -321,20 +299,13 @@ class PredictionWriter:
                 self._pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _split_score(split: str, metrics: RefAVSMetrics, expressions, cue_source: str) -> SplitScore:
-    """The :class:`SplitScore` of one variant, built as :func:`evaluate` builds it."""
-    return SplitScore(split=split, result=metrics.compute(),
-                      cues=metrics.compute_groups(cue_groups(expressions, cue_source)),
-                      clauses=metrics.compute_groups(clause_groups(expressions)),
-                      null_kinds=metrics.compute_groups(null_kind_groups(expressions)))
-
-
 @torch.no_grad()
 def evaluate_variants(model, data_dir: str | Path, splits: Sequence[str], features, image, *,
                       variants: Sequence[str | None] | Mapping[str | None, Sequence[str]] = VARIANTS,
                       batch_size: int = 4, device: str | torch.device = "cpu", aggregation: str = "dataset",
-                      save_pred: str | Path | None = None, cue_source: str = "auto", mixed_precision: str = "no",
-                      num_workers: int = 0, progress: bool = False, merge: str = "clip",
+                      save_pred: str | Path | None = None, save_variant: str | None = None,
+                      cue_source: str = "auto", mixed_precision: str = "no", num_workers: int = 0,
+                      progress: bool = False, merge: str = "clip",
                       forward_rows: int | str | None = "auto", pred_workers: int = 1
                       ) -> dict[str | None, ScoreReport]:
     """Score ``model`` on ``splits`` under several variants in one pass over the data; returns
@@ -344,8 +315,9 @@ def evaluate_variants(model, data_dir: str | Path, splits: Sequence[str], featur
         variants: ``None`` (the model as it is) and ablations (``audio``, ``text``, ``visual``),
             each scored on every split of ``splits``; or a mapping ``variant -> splits`` (a split
             is loaded once for every variant that scores it; ``splits`` then only orders them).
-        save_pred: folder for the probabilities of the ``None`` variant (the scorer's layout;
-            its metrics are then computed on those 8-bit values, as :func:`evaluate` does).
+        save_pred: folder for the probabilities of the variant ``save_variant`` (None: the model
+            as it is) in the scorer's layout; that variant's metrics are then computed on those
+            8-bit values, so ``refavs score`` on the folder gives the same numbers.
         merge: ``clip`` (default): the variants that share the clip path (None and ``text``) in
             one forward, each other in its own; ``all``: every variant in one forward;
             ``none``: each variant in its own (the batch is still loaded once).
@@ -356,8 +328,9 @@ def evaluate_variants(model, data_dir: str | Path, splits: Sequence[str], featur
     The other arguments are :func:`evaluate`'s.
     """
     plan = variant_plan(variants, splits)
-    if save_pred is not None and None not in plan:
-        raise ValueError("save_pred writes the predictions of the None variant, which is not evaluated")
+    if save_pred is not None and save_variant not in plan:
+        raise ValueError(f"save_pred writes the predictions of the {save_variant} variant (save_variant), "
+                         f"which is not evaluated")
     order = list(dict.fromkeys([*splits, *(s for wanted in plan.values() for s in wanted)]))
     device = torch.device(device)
     rows = auto_forward_rows(model, device) if forward_rows == "auto" else forward_rows
@@ -379,27 +352,34 @@ def evaluate_variants(model, data_dir: str | Path, splits: Sequence[str], featur
             groups = forward_groups(todo, merge)
             bar = None
             if progress:
-                bar = tqdm(total=len(dataset), desc=f"eval {split} ({len(todo)} variants)", unit="clip", leave=False)
+                bar = tqdm(total=len(dataset), desc=f"eval {split}" + (f" ({len(todo)} variants)" if len(todo) > 1 else ""), unit="clip", leave=False)
+            heard: dict[str, torch.Tensor] = {}   # the audio of the last two clips seen (other_audio's spare)
             for batch in loader:
                 batch = batch.to(device)
                 n = len(batch)
+                spare = next((a for c, a in reversed(heard.items()) if batch.clips is None or c not in batch.clips), None)
                 for group in groups:
-                    logits = forward_logits(model, batch, group, device, mixed_precision, rows)
+                    logits = forward_logits(model, batch, group, device, mixed_precision, rows, spare)
                     for i, v in enumerate(group):
                         part = logits[i * n:(i + 1) * n]
-                        if v is None and writer is not None:
+                        if v == save_variant and writer is not None:
                             probs = (part.sigmoid() * 255).round() / 255
                             for uid, p in zip(batch.uids, probs.cpu().numpy()):
                                 writer.write(uid, p)
                             metrics[v].update(probs, batch.masks, logits=False)
                         else:
                             metrics[v].update(part, batch.masks, logits=True)
+                for clip, audio in zip(batch.clips or (), batch.audio):
+                    heard.pop(clip, None)
+                    heard[clip] = audio
+                    while len(heard) > 2:
+                        heard.pop(next(iter(heard)))
                 if bar is not None:
                     bar.update(n)
             if bar is not None:
                 bar.close()
             for v in todo:
-                reports[v].splits[split] = _split_score(split, metrics[v], dataset.expressions, cue_source)
+                reports[v].splits[split] = split_score(split, metrics[v], dataset.expressions, cue_source)
     finally:
         model.train(was_training)
         if writer is not None:
