@@ -2,7 +2,10 @@
 
 Upload a video with sound, type an expression, press Run: the page shows the overlay video,
 the ten predicted masks (one per second) and a summary (whether the referred object is
-present, its area in each frame).
+present, its area in each frame). With **Whole video** ticked, every frame of the video (up to
+:attr:`AppConfig.max_video_seconds` from the start, stated on the page) is segmented: the page
+shows the overlay at the video's frame rate with its sound, a mask per second and a summary per
+window, with a progress bar while it runs.
 
 - Gradio is an optional extra (``pip install -e ".[app]"``): importing this module does not
   import it; :func:`build_app` and ``refavs app`` do.
@@ -26,6 +29,8 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import inspect
+import json
+import math
 import os
 import shutil
 import signal
@@ -70,10 +75,14 @@ class AppConfig:
     port: int = 7860
     max_upload_mb: float = 50.0
     device: str = "cpu"
+    max_video_seconds: float = 120.0
+    """The longest span a whole-video run takes (from the start); the 10-second mode takes any video."""
 
     def __post_init__(self):
         if not self.max_upload_mb > 0:
             raise ValueError(f"max_upload_mb must be positive, got {self.max_upload_mb}")
+        if not self.max_video_seconds > 0:
+            raise ValueError(f"max_video_seconds must be positive, got {self.max_video_seconds}")
         if not 1 <= int(self.port) <= 65535:
             raise ValueError(f"port must be in 1..65535, got {self.port}")
 
@@ -167,6 +176,48 @@ def format_summary(present: bool, frame_areas: Sequence[float], expression: str 
     return "\n".join(lines)
 
 
+def format_video_summary(summary: dict[str, Any], expression: str = "", seconds: float | None = None) -> str:
+    """The Markdown summary of a whole video: present or not, in how many frames, then each window."""
+    head = f"**{escape_markdown(expression)}**: " if expression else ""
+    shown, count = sum(summary["frame_present"]), summary["frame_count"]
+    verdict = (f"the referred object is **present** in {shown} of {count} frames" if summary["present"]
+               else f"the referred object is **not present** in any of {count} frames")
+    lines = [f"{head}{verdict} ({summary['fps']:g} frames a second).", "",
+             "| window | seconds | present | largest area % |", "|---:|---|---|---:|"]
+    for w in summary["windows"]:
+        span = f"{w['seconds'][0]}-{w['seconds'][-1]}" if w["seconds"] else "-"
+        lines.append(f"| {w['index']} | {span} | {'yes' if w['present'] else 'no'} | "
+                     f"{100 * max(w['frame_areas']):.1f} |")
+    if seconds is not None:
+        lines += ["", f"Ran in {seconds:.1f} s."]
+    return "\n".join(lines)
+
+
+MAX_GALLERY = 60
+"""Masks shown for a whole video: one per second, at most this many."""
+
+
+def _second_masks(summary: dict[str, Any], folder: Path, out: Path) -> list[tuple[str, str]]:
+    """A whole video's masks, the first frame of each second (at most :data:`MAX_GALLERY`), for the gallery."""
+    from refavs.inference.whole_video import MASK_PATTERN  # pulls in torch (through the metrics' config)
+
+    out.mkdir(parents=True, exist_ok=True)
+    items, second = [], 0
+    start, threshold = summary["start"], summary["threshold"]
+    for index, when in enumerate(summary["frame_times"]):
+        if len(items) >= MAX_GALLERY:
+            break
+        if when + 1e-6 < start + second:
+            continue
+        second = int(math.floor(when - start + 1e-6)) + 1
+        with Image.open(folder / MASK_PATTERN.format(index)) as img:
+            mask = np.asarray(img).astype(np.float32) / 255.0 > threshold
+        path = out / f"mask_{index:06d}.png"
+        Image.fromarray((mask * 255).astype("uint8"), mode="L").save(path)
+        items.append((str(path), f"{when:.0f} s: {100 * float(mask.mean()):.1f}%"))
+    return items
+
+
 def escape_markdown(text: str) -> str:
     """``text`` shown literally in Markdown (typed expressions and file names)."""
     return "".join("\\" + c if c in MARKDOWN_SPECIAL else c for c in text)
@@ -198,8 +249,12 @@ def _remove_old(folder: Path, max_age_s: float = RESULT_MAX_AGE_S) -> None:
 
 
 def predict(pipeline: Callable[..., Any], video: str | None, expression: str | None, start: float | None,
-            config: AppConfig, workdir: Path) -> dict[str, Any]:
+            config: AppConfig, workdir: Path, whole: bool = False, progress: bool = False) -> dict[str, Any]:
     """Check the inputs, run the pipeline, save its outputs under ``workdir``.
+
+    ``whole``: every frame of the video from ``start`` (``pipeline.predict_video``), refused when
+    that is longer than ``config.max_video_seconds``; ``progress`` shows its tqdm bar (which the
+    page follows).
 
     Returns ``{"overlay": Path | None, "masks": [(png, caption)], "status": markdown,
     "error": bool}``; never raises for bad input (the message goes into ``status``).
@@ -212,6 +267,8 @@ def predict(pipeline: Callable[..., Any], video: str | None, expression: str | N
         begin = float(start or 0.0)
         if not begin >= 0:
             raise UploadError("The start must be 0 seconds or later.")
+        if whole:
+            return _predict_whole(pipeline, path, text, begin, config, workdir, progress)
         t0 = time.perf_counter()
         result = pipeline(path, text, start=begin)
         seconds = time.perf_counter() - t0
@@ -228,6 +285,28 @@ def predict(pipeline: Callable[..., Any], video: str | None, expression: str | N
             f"the model failed on this input ({type(e).__name__}: {_hide_path(_first_line(e), path)}).")}
     return {"overlay": Path(written["overlay"]), "masks": masks,
             "status": format_summary(bool(result.present), result.frame_areas, text, seconds), "error": False}
+
+
+def _predict_whole(pipeline, path: Path, text: str, begin: float, config: AppConfig, workdir: Path,
+                   progress: bool) -> dict[str, Any]:
+    from refavs.inference.whole_video import save_video_prediction  # pulls in torch (through the metrics' config)
+
+    t0 = time.perf_counter()
+    run = pipeline.predict_video(path, text, start=begin)
+    span = run.end - run.start
+    if span > config.max_video_seconds + 1e-6:
+        raise UploadError(f"The video runs {span:.1f} s from the start; whole videos are limited to "
+                          f"{config.max_video_seconds:g} s here. Trim it, set a later start, or untick "
+                          f"Whole video (10 seconds, any length).")
+    workdir.mkdir(parents=True, exist_ok=True)
+    _remove_old(workdir)
+    out = Path(tempfile.mkdtemp(prefix="result-", dir=workdir))
+    written = save_video_prediction(run, out, masks="png", progress=progress)
+    seconds = time.perf_counter() - t0
+    summary = json.loads(written["summary"].read_text(encoding="utf-8"))
+    masks = _second_masks(summary, written["masks"], out / "gallery")
+    return {"overlay": written["overlay"], "masks": masks, "error": False,
+            "status": format_video_summary(summary, text, seconds)}
 
 
 def _hide_path(message: str, path: Path | None) -> str:
@@ -248,8 +327,8 @@ def build_app(pipeline: Callable[..., Any], config: AppConfig, workdir: Path | N
     workdir = Path(workdir or tempfile.mkdtemp(prefix="refavs-app-"))
     limit = format_size(config.max_upload_bytes)
 
-    def run(video, expression, start):
-        r = predict(pipeline, video, expression, start, config, workdir)
+    def run(video, expression, start, whole, progress=gr.Progress(track_tqdm=True)):
+        r = predict(pipeline, video, expression, start, config, workdir, whole=bool(whole), progress=bool(whole))
         overlay = r["overlay"]
         is_gif = overlay is not None and overlay.suffix.lower() == ".gif"
         return (gr.update(value=None if (overlay is None or is_gif) else str(overlay), visible=not is_gif),
@@ -259,9 +338,11 @@ def build_app(pipeline: Callable[..., Any], config: AppConfig, workdir: Path | N
     with gr.Blocks(title="refavs: Referring Audio-Visual Segmentation", analytics_enabled=False,
                    delete_cache=(RESULT_MAX_AGE_S, RESULT_MAX_AGE_S)) as demo:
         gr.Markdown("# Referring Audio-Visual Segmentation\n"
-                    "Upload a video with sound (10 seconds are used, one frame per second), type an "
+                    "Upload a video with sound (10 seconds are used, one frame per second; tick **Whole "
+                    "video** for every frame with its sound), type an "
                     "expression that refers to an object in it, and press **Run**. "
-                    f"Videos up to {limit}; expressions up to {MAX_EXPRESSION_CHARS} characters.")
+                    f"Videos up to {limit}; whole videos up to {config.max_video_seconds:g} seconds from the "
+                    f"start; expressions up to {MAX_EXPRESSION_CHARS} characters.")
         with gr.Row():
             with gr.Column():
                 video = gr.Video(label="Video (with sound)", sources=["upload"], elem_id="video-in")
@@ -271,6 +352,8 @@ def build_app(pipeline: Callable[..., Any], config: AppConfig, workdir: Path | N
                                         info=expression_hint(text_tokens(pipeline)), lines=1, max_lines=3,
                                         elem_id="expression")
                 start = gr.Number(label="Start (seconds)", value=0, minimum=0, precision=1, elem_id="start")
+                whole = gr.Checkbox(label=f"Whole video: every frame, with its sound (up to "
+                                          f"{config.max_video_seconds:g} s)", value=False, elem_id="whole")
                 button = gr.Button("Run", variant="primary", elem_id="run")
             with gr.Column():
                 # no label: Gradio draws it over the top-left corner, where the overlay's caption is
@@ -281,7 +364,7 @@ def build_app(pipeline: Callable[..., Any], config: AppConfig, workdir: Path | N
         status = gr.Markdown("", elem_id="status")
         gallery = gr.Gallery(label="Masks (one per second)", columns=10, height=170, object_fit="contain",
                              elem_id="masks", interactive=False)
-        inputs = [video, expression, start]
+        inputs = [video, expression, start, whole]
         outputs = [overlay_video, overlay_image, gallery, status]
         # one event for both triggers: one model run at a time, the others wait in the queue
         gr.on([button.click, expression.submit], run, inputs, outputs, concurrency_limit=1)
@@ -339,13 +422,16 @@ def register(subparsers) -> None:
     p.add_argument("--max-upload-mb", type=float, default=AppConfig.max_upload_mb,
                    help="largest accepted upload in MB (default 50)")
     p.add_argument("--device", default=AppConfig.device, help="torch device for the model (default cpu)")
+    p.add_argument("--max-video-seconds", type=float, default=AppConfig.max_video_seconds,
+                   help="longest span a whole-video run takes, from the start (default 120)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     try:
         config = AppConfig(checkpoint=args.checkpoint, host=args.host, port=args.port,
-                           max_upload_mb=args.max_upload_mb, device=args.device)
+                           max_upload_mb=args.max_upload_mb, device=args.device,
+                           max_video_seconds=args.max_video_seconds)
     except ValueError as e:
         print(f"refavs app: error: {e}", file=sys.stderr)
         return 2

@@ -366,9 +366,9 @@ def run_demo(out_dir: str | Path, preset: str = DEFAULT_PRESET, seed: int = 0, w
 
     log("[6/6] writing the report ...")
     prediction_grid(data_dir, pred_dir, _grid_rows(data_dir, test_splits), out_dir / "predictions.png")
-    atomic_write_bytes(out_dir / "report.json", json.dumps(report.to_dict(), indent=2).encode())
+    atomic_write_bytes(out_dir / "report.json", json.dumps(report.to_dict(), indent=2).encode(), what="the report")
     markdown = _markdown(report, preset, seed, model_name)
-    atomic_write_bytes(out_dir / "report.md", markdown.encode())
+    atomic_write_bytes(out_dir / "report.md", markdown.encode(), what="the report")
     log(markdown.split("\n## ")[0])
     log(f"report: {out_dir / 'report.md'}, {out_dir / 'report.json'}, {out_dir / 'predictions.png'}")
     return report

@@ -169,13 +169,14 @@ def test_the_pipeline_refuses_one_character_more_before_reading_the_video(pipe, 
 
 
 def test_predict_refuses_a_long_expression_first_with_one_line(tmp_path, capsys):
-    argv = ["predict", "--checkpoint", str(tmp_path / "no-checkpoint"), "--video", str(tmp_path / "no.mp4"),
-            "--out", str(tmp_path / "out"), "--expression"]
-    assert refavs_main([*argv, TOO_LONG]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err == "refavs predict: error: " + expression_length_error(TOO_LONG, TOKENS, "--expression")
-    assert refavs_main([*argv, LONGEST]) == 2  # accepted: the next check, the checkpoint, fails
-    assert "checkpoint not found" in capsys.readouterr().err
+    for frames, next_check in (("10", "checkpoint not found"), ("all", "video file not found")):
+        argv = ["predict", "--checkpoint", str(tmp_path / "no-checkpoint"), "--video", str(tmp_path / "no.mp4"),
+                "--frames", frames, "--out", str(tmp_path / "out"), "--expression"]
+        assert refavs_main([*argv, TOO_LONG]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err == "refavs predict: error: " + expression_length_error(TOO_LONG, TOKENS, "--expression")
+        assert refavs_main([*argv, LONGEST]) == 2  # accepted: the next check fails
+        assert next_check in capsys.readouterr().err
 
 
 def test_a_csv_row_over_the_limit_fails_by_its_number_and_the_model_never_loads(checkpoint, tmp_path, capsys,

@@ -84,7 +84,7 @@ def predict(files, *args: str) -> int:
 @pytest.fixture(scope="module")
 def cli_out(files) -> Path:
     out = files["root"] / "single"
-    assert predict(files, "--video", str(files["clip"]), "--expression", EXPRESSION, "--start", "1.3",
+    assert predict(files, "--video", str(files["clip"]), "--frames", "10", "--expression", EXPRESSION, "--start", "1.3",
                    "--out", str(out)) == 0
     return out
 

@@ -101,3 +101,36 @@ def test_the_web_demo_gives_the_same_masks(pipe, clip, tmp_path):
     assert len(result["masks"]) == 10
     assert np.array_equal(pipe(video, sentence).masks, np.stack(
         [np.asarray(Image.open(png)) > 0 for png, _ in result["masks"]]))
+
+
+@pytest.fixture(scope="module")
+def muted_clip(tmp_path_factory):
+    """(video path, sentences) of the first muted folder of Synth's test_n (``null_m-<vid>``: the
+    clip's frames with the background noise alone) and its rows written with the real benchmark's
+    null templates; chosen by what the data holds, never by how the model does on them."""
+    from refavs.data.metadata import read_metadata
+    from refavs.synth.expressions import REAL_NULL_TEMPLATES
+    from refavs.synth.generate import generate
+    from refavs.synth.presets import get_preset
+    from refavs.synth.video import clip_video
+
+    root = tmp_path_factory.mktemp("synth_n")
+    generate(root, seed=0, preset=get_preset("medium").with_counts(train=0, val=0, test_s=0, test_u=0, test_n=6),
+             workers=1, force=True)
+    rows = [e for e in read_metadata(root, ["test_n"]) if e.null_kind == "muted"]
+    folder = rows[0].folder
+    sentences = [e.exp for e in rows if e.folder == folder and e.exp in REAL_NULL_TEMPLATES.values()]
+    if not sentences:
+        pytest.fail(f"{folder}: no row written with a real null template")
+    return clip_video(root, folder, root / "muted.mp4"), sentences
+
+
+def test_a_sentence_about_a_sound_finds_nothing_on_a_muted_track(pipe, clip, muted_clip):
+    """The benchmark's null rows: on a muted track "The sounding object" (or another real null
+    template) segments nothing in any frame, while on a clip whose objects sound it does mark one."""
+    video, sentences = muted_clip
+    for sentence in sentences:
+        result = pipe(video, sentence)
+        assert not result.masks.any(axis=(1, 2)).any(), (sentence, result.frame_areas)
+    heard = pipe(clip[0], "The sounding object")
+    assert heard.present and heard.masks.any(axis=(1, 2)).sum() >= 5, heard.frame_areas

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from refavs.data.labels import SOUND_RANKS, SOUNDING, TARGET_SECONDS
+from refavs.data.labels import SOUND_LEVELS, SOUND_RANKS, SOUNDING, TARGET_SECONDS
 from refavs.models.build import build_model, load_pretrained
 from refavs.models.checkpoint import CheckpointError
 from refavs.models.lite import LiteEEMC, cached_memory, gated_product_logits, sample_training_frames
@@ -344,3 +344,51 @@ def test_the_presence_hears_only_when_asked():
             assert torch.allclose(heard[..., 1], loudest.amax(1, keepdim=True).expand(B, T), atol=1e-5)
     with pytest.raises(ValueError, match="presence_hears needs"):
         small_config("head.presence_hears=true", "head.sounding_map=false")
+
+
+def test_sound_comparisons_single_out_the_loudest_highest_and_first():
+    from refavs.models.lite import COMPARE_FEATURES, sound_comparisons
+
+    big = 20.0
+    # three positions: 0 sounds loud and low from second 0; 1 soft and high from second 4; 2 never
+    sounding = torch.full((1, T, 3), -big)
+    sounding[0, :, 0] = big
+    sounding[0, 4:, 1] = big
+    levels = torch.zeros(1, T, 3, 2)
+    levels[0, :, 0] = torch.tensor([2.0, -2.0])
+    levels[0, :, 1] = torch.tensor([-2.0, 2.0])
+    levels[0, :, 2] = torch.tensor([5.0, 5.0])  # louder and higher, but it never sounds
+    f = sound_comparisons(sounding, levels)[0]
+    assert f.shape == (3, COMPARE_FEATURES)
+    ever, quantities, below_largest, above_smallest = f[:, 0], f[:, 1:4], f[:, 4:7], f[:, 7:10]
+    assert torch.allclose(ever, torch.tensor([1.0, 1.0, 0.0]), atol=1e-6)
+    assert quantities[0, 2] > quantities[1, 2]                        # position 0 sounds first
+    # each quantity's largest and smallest among the sounding positions get exactly 0
+    assert torch.allclose(below_largest[0], torch.tensor([0.0, below_largest[0, 1], 0.0])) and below_largest[0, 1] < 0
+    assert torch.allclose(below_largest[1, 1], torch.tensor(0.0)) and below_largest[1, 0] < 0
+    assert torch.allclose(above_smallest[1, 0], torch.tensor(0.0)) and above_smallest[0, 1] == 0
+    assert (below_largest[2] < -1).all() and (above_smallest[2] > 1).all()   # the silent position is out
+
+
+def test_sound_compare_trains_its_level_maps_and_is_off_by_default(model):
+    assert model.level_kernel is None and model.compare_feed is None
+    torch.manual_seed(0)
+    m = build_model(small_config("head.sound_compare=true", "loss.frames_per_clip=0"), load_pretrained=False).train()
+    x = inputs(m.config)
+    masks = torch.zeros(B, T, 256, 256)
+    masks[:, :, 40:120, 30:90] = 1
+    levels = torch.full((B, T, 2, 48, 48), -1.0)
+    levels[:, :, :, :24, :24] = 0.8
+    out = m(masks=masks, targets={SOUNDING: torch.ones(B, T, 48, 48), SOUND_LEVELS: levels}, **x)
+    assert out.level_logits.shape == (B, T, 2, m.config.backbone.grids["s16"], m.config.backbone.grids["s16"])
+    assert "levels" in out.losses and out.losses["levels"] > 0
+    out.loss.backward()
+    assert m.level_kernel[0].weight.grad.abs().sum() > 0 and m.compare_feed.weight.grad.abs().sum() > 0
+    # the comparisons reach the masks: other level-kernel weights, other masks
+    m.eval()
+    with torch.no_grad():
+        before = m(**x).mask_logits
+        m.compare_feed.weight.add_(1.0)
+        assert not torch.allclose(before, m(**x).mask_logits)
+    with pytest.raises(ValueError, match="sound_compare needs head.sounding_map"):
+        small_config("head.sound_compare=true", "head.sounding_map=false")

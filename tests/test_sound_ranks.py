@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -35,3 +37,22 @@ def test_equal_levels_rank_one_half_and_bad_records_are_named():
     assert set(np.unique(maps[3, 0])) == {IGNORE, 0.5}
     with pytest.raises(ValueError, match="scene v"):
         sound_rank_maps({"vid": "v", "objects": []})
+
+
+def test_level_maps_paint_each_object_on_a_fixed_scale():
+    from refavs.synth.sound_ranks import level_scale, pitch_scale, sound_level_maps
+
+    record = {"vid": "v", "size": 96, "objects": [
+        obj(0.0, 196.0, [0, 1], [0, 0, 48, 48]),
+        obj(-16.0, 2489.0, [1], [48, 48, 96, 96]),
+    ]}
+    maps = sound_level_maps(record, size=48)
+    assert maps.shape == (10, 2, 48, 48)
+    # unlike the ranks, one object alone keeps its own level: the scale is the same in every clip
+    assert np.allclose(maps[0, :, :24, :24], np.array([level_scale(0.0), pitch_scale(196.0)])[:, None, None])
+    assert np.all(maps[0, :, 24:, 24:] == IGNORE) and np.all(maps[2:] == IGNORE)
+    assert level_scale(0.0) == 1.0 and math.isclose(level_scale(-16.0), 1 / 3, rel_tol=1e-6)
+    assert 0 < pitch_scale(196.0) < pitch_scale(2489.0) < 1
+    assert maps[1, 0, 30, 30] < maps[1, 0, 10, 10] and maps[1, 1, 30, 30] > maps[1, 1, 10, 10]
+    with pytest.raises(ValueError, match="scene v"):
+        sound_level_maps({"vid": "v", "size": 96, "objects": [{"audio": {"seconds": [1]}, "visual": {"boxes": []}}]})

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from refavs.data.dataset import RefAVSDataset
-from refavs.data.labels import SOUND_RANKS, SOUNDING, TARGET_SECONDS, label_source_for
+from refavs.data.labels import SOUND_LEVELS, SOUND_RANKS, SOUNDING, TARGET_SECONDS, label_source_for
 from refavs.data.layout import NUM_FRAMES, DatasetLayout
 from refavs.data.masks import load_mask
 from refavs.data.metadata import read_metadata
@@ -129,7 +129,7 @@ def test_cached_sounding_masks_reach_the_sample_as_a_target(synth_tiny):
     sample = data[0]
     assert sample.targets[SOUNDING].dtype.is_floating_point
     assert np.array_equal(sample.targets[SOUNDING].numpy().astype(bool), masks)
-    assert set(sample.targets) == {SOUNDING, TARGET_SECONDS, SOUND_RANKS}
+    assert set(sample.targets) == {SOUNDING, TARGET_SECONDS, SOUND_RANKS, SOUND_LEVELS}
 
 
 def test_plugins_come_from_entry_points_then_registration():

@@ -17,6 +17,8 @@ source's maps):
 - :data:`TARGET_SECONDS` ``float32 [T]``: 0/1, whether the referred object sounds in each second.
 - :data:`SOUND_RANKS` ``float32 [T, 2, s, s]``: the sounding objects' level and pitch ranks in
   [0, 1], -1 where no object sounds.
+- :data:`SOUND_LEVELS` ``float32 [T, 2, s, s]``: the sounding objects' level and pitch on a fixed
+  [0, 1] scale, -1 where no object sounds.
 
 A model uses whichever of them a batch carries (``ClipBatch.targets``); on a dataset without a
 label source a batch carries none.
@@ -39,6 +41,8 @@ TARGET_SECONDS = "target_seconds"
 """Extra target: per second, whether the referred object sounds (``float32 [T]``)."""
 SOUND_RANKS = "sound_ranks"
 """Extra target: per second, the sounding objects' level and pitch ranks (``float32 [T, 2, s, s]``)."""
+SOUND_LEVELS = "sound_levels"
+"""Extra target: per second, the sounding objects' level and pitch on a fixed scale (``float32 [T, 2, s, s]``)."""
 
 ENTRY_POINT_GROUP = "refavs.label_sources"
 """Entry-point group of label-source factories: each loads to a callable ``(root) -> LabelSource | None``."""

@@ -7,8 +7,10 @@ interrupted writer never leaves a truncated frame, mask, wav or csv behind.
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -31,21 +33,117 @@ DIR_MODE = 0o755
 """Permissions of folders made with ``tempfile.mkdtemp`` and renamed into place."""
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file and an atomic rename."""
+class WriteError(OSError):
+    """A file could not be written (a full disk, an I/O error, a read-only folder, ...).
+
+    The message is one line: the file, what it holds, the system's reason and, for a full disk,
+    the space left; ``errno`` is the cause's. Whatever stood under the file's name before is
+    left as it was (see :func:`atomic_write_bytes`).
+
+    Attributes:
+        path: the file (None when not known).
+        reason: the system's reason in words (``No space left on device``).
+    """
+
+    path: Path | None = None
+    reason: str = ""
+
+    def kept(self, note: str) -> "WriteError":
+        """This error with ``; <note>`` (what is kept, how to go on) added to its message."""
+        error = WriteError(f"{self}; {note}")
+        error.errno, error.path, error.reason = self.errno, self.path, self.reason
+        return error
+
+
+MIB = 1 << 20
+
+
+def write_error(path: str | Path, what: str, err: OSError) -> WriteError:
+    """The :class:`WriteError` that says ``path`` (``what``: "the report", "a feature-cache
+    chunk", ...) could not be written because of ``err``; ``err`` itself when it already is one."""
+    if isinstance(err, WriteError):
+        return err
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    reason = err.strerror or str(err) or type(err).__name__
+    message = f"{path}: could not write {what} ({reason})"
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        folder = next((p for p in (path.parent, *path.parents) if p.is_dir()), None)
+        try:
+            free = shutil.disk_usage(folder).free if folder is not None else None
+        except OSError:
+            free = None
+        if free is not None:
+            message += f"; {free / MIB:.1f} MiB free on the disk of {folder}"
+    error = WriteError(message)
+    error.errno, error.path, error.reason = err.errno, path, reason
+    return error
+
+
+TEMP_SUFFIX = ".tmp"
+"""The ending of the temporary files :func:`atomic_write_bytes` writes (``.<name>.<random>.tmp``)."""
+
+
+def temp_files(folder: str | Path, name: str = "*", recursive: bool = False) -> list[Path]:
+    """The temporary files of :func:`atomic_write_bytes` (``.<name>.<random>.tmp``) and of the
+    video writer (``.<name>.<random>.tmp.<ext>``) for files named ``name`` (a glob pattern) in
+    ``folder`` (and its subfolders with ``recursive``): left only by a writer killed between
+    its write and its rename."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    found = set()
+    for pattern in (f".{name}.*{TEMP_SUFFIX}", f".{name}.*{TEMP_SUFFIX}.*"):
+        found.update(folder.rglob(pattern) if recursive else folder.glob(pattern))
+    return sorted(p for p in found if p.is_file() and not p.is_symlink())
+
+
+def remove_temp_files(folder: str | Path, name: str = "*", recursive: bool = False) -> int:
+    """Remove the :func:`temp_files` of ``folder``; returns how many. Call it only where no
+    other writer is writing into ``folder`` at the same time."""
+    removed = 0
+    for path in temp_files(folder, name, recursive):
+        try:
+            path.unlink()
+            removed += 1
+        except OSError:
+            pass
+    return removed
+
+
+def _write_all(file, data: bytes, path: Path) -> None:
+    """Write ``data`` into ``file``, the open temporary file of ``path`` (the tests put faults here)."""
+    file.write(data)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes, what: str = "the file", durable: bool = False) -> None:
+    """Write ``data`` to ``path`` via a temporary file and an atomic rename.
+
+    Either ``path`` holds all of ``data`` afterwards, or it holds what it held before (nothing,
+    or the previous complete file) and the temporary file is removed. A failure raises
+    :class:`WriteError` naming ``path`` and ``what`` it holds. With ``durable``, the data is on
+    the disk (``fsync``) before the rename.
+    """
+    path = Path(path)
     try:
-        os.fchmod(fd, FILE_MODE)  # mkstemp makes files private (0600); datasets and runs are shared
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
+    except OSError as err:
+        raise write_error(path, what, err) from err
+    try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            os.fchmod(f.fileno(), FILE_MODE)  # mkstemp makes files private (0600); datasets and runs are shared
+            _write_all(f, data, path)
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         try:
             os.unlink(tmp)
-        except FileNotFoundError:
+        except OSError:
             pass
+        if isinstance(err, OSError):
+            raise write_error(path, what, err) from err
         raise
 
 

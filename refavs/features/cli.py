@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
                                   media=args.media, verify=args.verify)
     except (MediaError, MetadataError, FeatureCacheError, TextEncoderError) as err:
         return fail(str(err), 1)
-    except (OSError, ValueError) as err:  # weights that cannot be fetched or read
+    except (OSError, ValueError) as err:  # weights that cannot be fetched or read; a full disk, an I/O error
         return fail(str(err), 1)
     if report.check is not None:
         check = report.check

@@ -1,4 +1,5 @@
-"""Inference on your own videos: a video file (or arrays) and an expression -> 10 masks.
+"""Inference on your own videos: a video file (or arrays) and an expression -> 10 masks, or a mask
+for every frame of a whole video.
 
 - :class:`RefAVSPipeline` (:mod:`refavs.inference.pipeline`): ``RefAVSPipeline.from_pretrained(path)``
   loads a checkpoint and its frozen encoders once; ``pipe(video, expression)`` returns an
@@ -6,6 +7,10 @@
   ``frames``, ``overlay_frames()`` and ``save(dir)``.
 - :func:`decode_video` (:mod:`refavs.inference.video`): any container/codec PyAV reads -> a
   :class:`VideoClip` (10 frames at 1 fps and the 16 kHz mono audio of a 10 s window).
+- :meth:`RefAVSPipeline.predict_video` (:mod:`refavs.inference.whole_video`): every frame of a video of
+  any length, from 10-frame windows laid over it, streamed as :class:`FramePrediction` objects;
+  :func:`save_video_prediction` writes per-frame masks (PNGs or COCO run-length encodings,
+  :mod:`refavs.inference.rle`), ``overlay.mp4`` with the video's sound and ``summary.json``.
 - :mod:`refavs.inference.overlay`: frames with the mask tinted and outlined, written as
   ``overlay.mp4`` (H.264) or ``overlay.gif``.
 - :mod:`refavs.inference.cli`: the ``refavs predict`` command (single clip or a CSV batch).
@@ -29,6 +34,13 @@ _LAZY = {
     "SamplingConfig": "refavs.inference.video",
     "decode_video": "refavs.inference.video",
     "OverlayStyle": "refavs.inference.overlay",
+    "VideoInfo": "refavs.inference.video",
+    "probe_video": "refavs.inference.video",
+    "VideoPrediction": "refavs.inference.whole_video",
+    "FramePrediction": "refavs.inference.whole_video",
+    "save_video_prediction": "refavs.inference.whole_video",
+    "encode_rle": "refavs.inference.rle",
+    "decode_rle": "refavs.inference.rle",
 }
 
 __all__ = ["InferenceError", *_LAZY]

@@ -12,11 +12,17 @@ A row is complete when its ``summary.json`` (written last) exists, names the sam
 expression, start and checkpoint, and its masks and overlay exist; complete rows are skipped
 unless ``overwrite``. ``OUT/summary.json`` indexes every row (status ``written``, ``skipped``
 or ``failed``, presence, error) and lists the errors.
+
+Every file is written through a temporary file and renamed. A write the disk refuses (full,
+failing, read-only) stops the batch with one line naming the file, the row and what is kept; a
+batch killed at any moment leaves every row it finished complete, and the next run skips them,
+removes the temporary files of the row it redoes and goes on.
 """
 
 from __future__ import annotations
 
 import csv
+import errno
 import json
 import re
 import sys
@@ -26,10 +32,19 @@ from typing import Any, Callable
 
 from tqdm import tqdm
 
-from refavs.data.writer import atomic_write_bytes
+from refavs.data.writer import WriteError, atomic_write_bytes, remove_temp_files, write_error
 from refavs.inference.errors import InferenceError
 from refavs.inference.pipeline import MASKS_FOLDER, SUMMARY_FILE, check_expression_text
 from refavs.version import __version__
+
+DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS})
+"""Errors of the disk, not of a row: the batch stops at the first (every later row would fail too)."""
+
+
+class BatchWriteError(InferenceError, OSError):
+    """The batch stopped because the disk refused a write (full, failing, read-only). The
+    message names the file and what it holds, the row, and what is kept; ``errno`` is the cause's."""
+
 
 REQUIRED_COLUMNS: tuple[str, ...] = ("video", "expression")
 OPTIONAL_COLUMNS: tuple[str, ...] = ("start", "id")
@@ -144,33 +159,77 @@ def run_batch(rows: list[BatchRow], out: Path, checkpoint: Path, num_frames: int
     on every row not already complete; errors are printed, recorded and do not stop the batch.
 
     ``OUT/summary.json`` is rewritten after every row, so an interrupted batch leaves an index of
-    what it did.
+    what it did. A write the disk refuses (:data:`DISK_ERRNOS`: full, failing, read-only),
+    of a row's outputs or of the index, stops the batch with :class:`BatchWriteError`: the rows
+    finished before are complete, and a second run skips them.
     """
     report = BatchReport(csv=csv_path, checkpoint=str(checkpoint))
+    remove_temp_files(out, SUMMARY_FILE)  # the index's, left by a batch killed between a write and its rename
     seen: set[str] = set()
-    bar = tqdm(rows, desc="predict", unit="clip", disable=not progress, file=sys.stderr)
-    for row in bar:
-        entry: dict[str, Any] = {"row": row.number, "video": str(row.video), "expression": row.expression,
-                                 "start": None, "output": row.name, "status": "failed", "present": None,
-                                 "error": None}
-        try:
-            if row.name in seen:
-                raise InferenceError(f"output folder {row.name!r} repeats an earlier row's (give distinct ids)")
-            seen.add(row.name)
-            start = entry["start"] = row.start_seconds(default_start)
-            check_expression_text(row.expression)
-            folder = out / row.name
-            done = None if overwrite else is_complete(folder, row.video, row.expression, start, checkpoint,
-                                                      num_frames)
-            if done is not None:
-                entry.update(status="skipped", present=done.get("present"))
-            else:
-                entry.update(status="written", present=predict(row, start, folder).get("present"))
-        except Exception as err:  # one bad row is reported; the others go on
-            message = str(err) if isinstance(err, InferenceError) else f"{type(err).__name__}: {err}"
-            entry["error"] = message
-            tqdm.write(f"refavs predict: error: {csv_path or 'CSV'} row {row.number}: {message}", file=sys.stderr)
-        report.rows.append(entry)
-        atomic_write_bytes(out / SUMMARY_FILE, (json.dumps(report.to_dict(), indent=2) + "\n").encode("utf-8"))
-    bar.close()
+    with tqdm(rows, desc="predict", unit="clip", disable=not progress, file=sys.stderr) as bar:
+        for row in bar:
+            _run_row(row, out, checkpoint, num_frames, predict, default_start, overwrite, csv_path, report, seen)
     return report
+
+
+def _run_row(row: BatchRow, out: Path, checkpoint: Path, num_frames: int,
+             predict: Callable[[BatchRow, float, Path], dict[str, Any]], default_start: float, overwrite: bool,
+             csv_path: str, report: BatchReport, seen: set[str]) -> None:
+    """One row of :func:`run_batch`: its outputs, its entry in ``report`` and the index rewritten."""
+    entry: dict[str, Any] = {"row": row.number, "video": str(row.video), "expression": row.expression,
+                             "start": None, "output": row.name, "status": "failed", "present": None,
+                             "error": None}
+    folder = out / row.name
+    try:
+        if row.name in seen:
+            raise InferenceError(f"output folder {row.name!r} repeats an earlier row's (give distinct ids)")
+        seen.add(row.name)
+        start = entry["start"] = row.start_seconds(default_start)
+        check_expression_text(row.expression)
+        done = None if overwrite else is_complete(folder, row.video, row.expression, start, checkpoint,
+                                                  num_frames)
+        if done is not None:
+            entry.update(status="skipped", present=done.get("present"))
+        else:
+            remove_temp_files(folder, recursive=True)  # left by a batch killed mid-row
+            entry.update(status="written", present=predict(row, start, folder).get("present"))
+    except OSError as err:
+        if err.errno not in DISK_ERRNOS:
+            entry["error"] = f"{type(err).__name__}: {err}"
+        else:  # the disk, not the row: every later row would fail the same way
+            entry["error"] = str(err if isinstance(err, WriteError) else write_error(
+                getattr(err, "filename", None) or folder, "the row's outputs", err))
+            report.rows.append(entry)
+            raise _stopped(report, row, entry["error"], out, err) from err
+        tqdm.write(f"refavs predict: error: {csv_path or 'CSV'} row {row.number}: {entry['error']}",
+                   file=sys.stderr)
+    except Exception as err:  # one bad row is reported; the others go on
+        message = str(err) if isinstance(err, InferenceError) else f"{type(err).__name__}: {err}"
+        entry["error"] = message
+        tqdm.write(f"refavs predict: error: {csv_path or 'CSV'} row {row.number}: {message}", file=sys.stderr)
+    report.rows.append(entry)
+    try:
+        _write_index(out, report)
+    except WriteError as err:
+        raise _stopped(report, row, str(err), None, err) from err
+
+
+def _write_index(out: Path, report: BatchReport) -> None:
+    atomic_write_bytes(out / SUMMARY_FILE, (json.dumps(report.to_dict(), indent=2) + "\n").encode("utf-8"),
+                       what="the batch index")
+
+
+def _stopped(report: BatchReport, row: BatchRow, message: str, out: Path | None, err: OSError) -> BatchWriteError:
+    """The error that stops the batch at ``row``; with ``out``, the index is written first when
+    the disk takes it (it records the row's failure)."""
+    if out is not None:
+        try:
+            _write_index(out, report)
+        except OSError:
+            pass  # the disk refused the row; the index of the row before stays as it was
+    done = sum(r["status"] in ("written", "skipped") for r in report.rows)
+    kept = (f"the {done} row(s) finished before are complete and a second run skips them" if done
+            else "no row was finished")
+    error = BatchWriteError(f"{report.csv or 'CSV'} row {row.number}: {message}; the batch stopped there: {kept}")
+    error.errno = err.errno
+    return error

@@ -234,3 +234,125 @@ def _write_gif(frames: Sequence[np.ndarray], path: Path, style: OverlayStyle) ->
                    duration=int(round(1000 / style.fps)))
     atomic_write_bytes(path, buf.getvalue())
     return path
+
+
+# ------------------------------------------------------------------ whole videos, drawn in YUV 4:2:0
+
+def _yuv(rgb) -> tuple[float, float, float]:
+    """BT.601 limited-range Y, U, V of an RGB colour (0..255 each)."""
+    r, g, b = (c / 255.0 for c in rgb)
+    return (16 + 65.481 * r + 128.553 * g + 24.966 * b, 128 - 37.797 * r - 74.203 * g + 112.0 * b,
+            128 + 112.0 * r - 93.786 * g - 18.214 * b)
+
+
+def rgb_to_yuv420(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """BT.601 limited-range planes of a ``uint8 [H, W, 3]`` image with even sides: ``Y [H, W]``,
+    ``U`` and ``V`` ``[H / 2, W / 2]`` (the mean of each 2x2 block)."""
+    x = rgb.astype(np.float32) / 255.0
+    r, g, b = x[..., 0], x[..., 1], x[..., 2]
+    y = 16 + 65.481 * r + 128.553 * g + 24.966 * b
+    u = 128 - 37.797 * r - 74.203 * g + 112.0 * b
+    v = 128 + 112.0 * r - 93.786 * g - 18.214 * b
+    h, w = y.shape
+
+    def half(p):
+        return (p[0::2, 0::2] + p[0::2, 1::2] + p[1::2, 0::2] + p[1::2, 1::2]) * 0.25
+
+    return (np.rint(y).clip(0, 255).astype(np.uint8), np.rint(half(u)).clip(0, 255).astype(np.uint8),
+            np.rint(half(v)).clip(0, 255).astype(np.uint8))
+
+
+class VideoOverlay:
+    """Overlay frames of a whole video, drawn straight on the decoded YUV 4:2:0 planes that the
+    H.264 encoder takes, so no frame is converted to RGB and back: the same picture as
+    :func:`overlay_frame` (the mask tinted and outlined, the caption band above), at the
+    video's own frame rate.
+
+    The frame is scaled to :meth:`OverlayStyle.display_size` only when its size differs (by
+    FFmpeg's scaler); the mask, its outline and their pixel indices are computed once per
+    distinct probability map (``key``), as every frame of one second shares its map; the
+    caption's first line (the expression) is drawn once, its second line per frame.
+    """
+
+    def __init__(self, width: int, height: int, expression: str, style: OverlayStyle = OverlayStyle()):
+        self.style = style
+        self.width, self.height = style.display_size(width, height)
+        self.caption_height = style.caption_height
+        self.font = _font(style.font_size)
+        band = Image.new("RGB", (self.width, self.caption_height), style.caption_rgb)
+        draw = ImageDraw.Draw(band)
+        draw.text((4, 3), _fit(draw, expression, self.font, self.width - 8), fill=style.text_rgb, font=self.font)
+        # rows above ``split`` hold only the expression: converted once; the rows below are redrawn per frame
+        self._split = min(self.caption_height, 2 * ((3 + style.font_size + 4) // 2))
+        self._static = rgb_to_yuv420(np.asarray(band)[:self._split])
+        self._dynamic = band.crop((0, self._split, self.width, self.caption_height))
+        colour = _yuv(style.mask_rgb)
+        levels = np.arange(256, dtype=np.float32)
+        self._tint = [np.rint((1 - style.tint) * levels + style.tint * c).clip(0, 255).astype(np.uint8) for c in colour]
+        self._colour = [int(round(min(255.0, max(0.0, c)))) for c in colour]
+        self._key = object()
+        self._indices: tuple[np.ndarray, ...] = ()
+        w, h, ch = self.width, self.height, self.caption_height
+        self._luma = (ch + h) * w
+        self._chroma = (ch + h) // 2 * (w // 2)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """``(width, height)`` of an overlay frame, caption band included."""
+        return self.width, self.caption_height + self.height
+
+    def _mask_indices(self, probabilities: np.ndarray) -> tuple[np.ndarray, ...]:
+        w, h, ch = self.width, self.height, self.caption_height
+        array = np.asarray(probabilities)
+        prob = array.astype(np.float32) / 255.0 if array.dtype == np.uint8 else array.astype(np.float32)
+        image = Image.fromarray(prob)
+        mask = np.asarray(image.resize((w, h), Image.Resampling.BILINEAR)) > self.style.threshold
+        edge = _outline(mask, self.style.outline_width)
+        inner = mask & ~edge
+        blocks = (h // 2, 2, w // 2, 2)
+        c_edge = edge.reshape(blocks).any(axis=(1, 3))
+        c_inner = inner.reshape(blocks).all(axis=(1, 3)) & ~c_edge
+        y0, c0 = ch * w, ch // 2 * (w // 2)
+        return (y0 + np.flatnonzero(inner), y0 + np.flatnonzero(edge),
+                c0 + np.flatnonzero(c_inner), c0 + np.flatnonzero(c_edge))
+
+    def render(self, frame, probabilities: np.ndarray, caption: str, key=None) -> np.ndarray:
+        """One overlay frame as ``yuv420p`` planes, ``uint8 [(caption + h) * 3 / 2, w]``.
+
+        Args:
+            frame: the decoded ``av.VideoFrame``.
+            probabilities: its ``[S, S]`` map (``uint8`` 0..255, or float in [0, 1]).
+            caption: the caption's second line (frame, time, area).
+            key: frames with the same key share ``probabilities`` (the mask is computed once).
+        """
+        w, h, ch = self.width, self.height, self.caption_height
+        if frame.format.name != "yuv420p" or (frame.width, frame.height) != (w, h):
+            frame = frame.reformat(width=w, height=h, format="yuv420p", interpolation="BILINEAR")
+        planes = frame.to_ndarray().reshape(-1)
+        if key is None or key != self._key:
+            self._indices = self._mask_indices(probabilities)
+            self._key = key if key is not None else object()
+        lower = self._dynamic.copy()
+        draw = ImageDraw.Draw(lower)
+        draw.text((4, 3 + self.style.font_size + 4 - self._split), _fit(draw, caption, self.font, w - 8),
+                  fill=self.style.text_rgb, font=self.font)
+        dynamic = rgb_to_yuv420(np.asarray(lower))
+        by, bu, bv = (np.concatenate([a, b]) for a, b in zip(self._static, dynamic))
+        out = np.empty(self._luma + 2 * self._chroma, dtype=np.uint8)
+        luma, chroma, frame_chroma = ch * w, ch // 2 * (w // 2), h // 2 * (w // 2)
+        y_plane = out[:self._luma]
+        u_plane = out[self._luma:self._luma + self._chroma]
+        v_plane = out[self._luma + self._chroma:]
+        y_plane[:luma] = by.reshape(-1)
+        y_plane[luma:] = planes[:h * w]
+        u_plane[:chroma] = bu.reshape(-1)
+        u_plane[chroma:] = planes[h * w:h * w + frame_chroma]
+        v_plane[:chroma] = bv.reshape(-1)
+        v_plane[chroma:] = planes[h * w + frame_chroma:h * w + 2 * frame_chroma]
+        y_in, y_edge, c_in, c_edge = self._indices
+        for plane, lut, colour, inner, edge in ((y_plane, self._tint[0], self._colour[0], y_in, y_edge),
+                                                (u_plane, self._tint[1], self._colour[1], c_in, c_edge),
+                                                (v_plane, self._tint[2], self._colour[2], c_in, c_edge)):
+            plane[inner] = lut[plane[inner]]
+            plane[edge] = colour
+        return out.reshape(-1, w)

@@ -6,6 +6,8 @@
     result = pipe("clip.mp4", "the object making the loudest sound")
     result.masks.shape, result.present                                # (10, 256, 256), True
     result.save("out/")                                               # masks/, overlay.mp4, summary.json
+    for frame in pipe.predict_video("walk.mp4", "the barking dog"):    # every frame of a whole video
+        frame.time, frame.mask                                        # (refavs.inference.whole_video)
 
 The pipeline builds the model, the text encoder and the audio featurizer once, for the
 checkpoint's feature preset, and runs every clip through the same steps: frames resized to the
@@ -48,6 +50,7 @@ from refavs.inference.errors import InferenceError
 from refavs.inference.limits import expression_length_error, frame_size_error
 from refavs.inference.overlay import OverlayStyle, overlay_frames, write_overlay
 from refavs.inference.video import SamplingConfig, VideoClip, decode_video
+from refavs.inference.whole_video import VideoPrediction
 from refavs.metrics.accumulator import MetricConfig
 from refavs.models.build import load_pretrained
 from refavs.models.checkpoint import CheckpointError, load_config
@@ -337,6 +340,32 @@ class RefAVSPipeline:
         check_expression_text(expression, self.features.text.max_tokens)
         tokens = self.text_encoder.tokenizer(expression)["input_ids"]
         return len(tokens) > self.features.text.max_tokens
+
+    def predict_video(self, video: str | os.PathLike, expression: str, start: float = 0.0, end: float | None = None,
+                      fps: float | None = None, allow_silent: bool = False) -> VideoPrediction:
+        """Segment what ``expression`` refers to in every frame of a video file of any length.
+
+        The video is covered by 10-frame windows (each exactly the clip :meth:`__call__` takes
+        from its start) and every frame gets the mask of its second; see
+        :mod:`refavs.inference.whole_video`. The file, the span and the expression are checked
+        now (:class:`InferenceError`); the windows run as the result is iterated::
+
+            for frame in pipe.predict_video("walk.mp4", "the barking dog"):
+                frame.index, frame.time, frame.mask, frame.area, frame.image()
+
+        Args:
+            video: a video file.
+            expression: what to segment.
+            start, end: the span, seconds from the start of the video (default: all of it).
+            fps: frames per second of the output (default: every frame of the video).
+            allow_silent: run a file without an audio track on silence.
+        """
+        truncated = self.check_expression(expression)
+        if truncated and not self._warned_truncation:
+            self._warned_truncation = True
+            warnings.warn(f"an expression is longer than {self.features.text.max_tokens} tokens and is truncated "
+                          f"(only its start is used): {expression[:60]!r}...", stacklevel=2)
+        return VideoPrediction(self, video, expression, start=start, end=end, fps=fps, allow_silent=allow_silent)
 
     def __call__(self, video, expression: str, start: float = 0.0, allow_silent: bool = False) -> InferenceResult:
         """Segment what ``expression`` refers to in every frame of ``video`` (see :meth:`load`)."""

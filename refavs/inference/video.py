@@ -130,8 +130,11 @@ def sample_times(start: float, window: float, config: SamplingConfig = SamplingC
 
 
 def decode_video(path: str | Path, start: float = 0.0, allow_silent: bool = False,
-                 config: SamplingConfig = SamplingConfig()) -> VideoClip:
+                 config: SamplingConfig = SamplingConfig(), end: float | None = None) -> VideoClip:
     """Decode the clip of ``path`` that starts at ``start`` seconds (rules: module docstring).
+
+    ``end`` (seconds, None: the end of the video) cuts the video short: the window is then
+    ``min(10 s, end - start)``, and a span under 10 s is looped as a short video is.
 
     Raises:
         InferenceError: missing or unreadable file, no video stream, a video shorter than
@@ -141,6 +144,7 @@ def decode_video(path: str | Path, start: float = 0.0, allow_silent: bool = Fals
 
     path = Path(path)
     start = check_start(start)
+    end = check_end(start, end)
     if not path.is_file():
         raise InferenceError(f"{path}: video file not found")
     try:
@@ -149,7 +153,7 @@ def decode_video(path: str | Path, start: float = 0.0, allow_silent: bool = Fals
         raise InferenceError(f"{path}: not a readable video file ({_reason(err)})") from None
     try:
         with container:
-            return _decode(container, path, start, allow_silent, config)
+            return _decode(container, path, start, allow_silent, config, end)
     except av.FFmpegError as err:
         raise InferenceError(f"{path}: the video could not be decoded ({_reason(err)})") from None
 
@@ -164,13 +168,27 @@ def check_start(start: float) -> float:
     return value
 
 
+def check_end(start: float, end: float | None) -> float | None:
+    """``end`` as a float after ``start`` (None stays None: the end of the video)."""
+    if end is None:
+        return None
+    try:
+        value = float(end)
+    except (TypeError, ValueError):
+        raise InferenceError(f"end must be a number of seconds, got {end!r}") from None
+    if not math.isfinite(value) or value <= start:
+        raise InferenceError(f"end must be a number of seconds after the start ({start:g} s), got {end!r}")
+    return value
+
+
 def _reason(err: BaseException) -> str:
     """An FFmpeg error's message without the errno and file name PyAV adds."""
     text = getattr(err, "strerror", None) or str(err)
     return str(text).splitlines()[0] if text else type(err).__name__
 
 
-def _decode(container, path: Path, start: float, allow_silent: bool, config: SamplingConfig) -> VideoClip:
+def _decode(container, path: Path, start: float, allow_silent: bool, config: SamplingConfig,
+            end: float | None = None) -> VideoClip:
     if not container.streams.video:
         kind = "an audio file" if container.streams.audio else "not a video"
         raise InferenceError(f"{path}: no video stream ({kind})")
@@ -186,7 +204,7 @@ def _decode(container, path: Path, start: float, allow_silent: bool, config: Sam
                              f"{config.min_seconds:g} s is needed")
     if start >= duration:
         raise InferenceError(f"{path}: start {start:g} s is past the end of the video ({duration:.2f} s long)")
-    available = duration - start
+    available = (duration if end is None else min(duration, end)) - start
     if available < config.min_seconds:
         raise InferenceError(f"{path}: only {available:.2f} s of video after start {start:g} s; at least "
                              f"{config.min_seconds:g} s is needed")
@@ -295,3 +313,177 @@ def _decode_audio(container, stream, start: float, seconds: float, rate: int) ->
         audio = np.concatenate([np.zeros(-offset, dtype=np.float32), audio])
     audio = audio[:wanted]
     return audio if len(audio) else None
+
+
+# ---------------------------------------------------------------- whole videos: probing and streaming
+
+AAC_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200, 96000)
+"""Sample rates AAC encodes; a track at another rate is resampled to 48 kHz for the overlay."""
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What a whole video is, from its container and its first frame.
+
+    Attributes:
+        source: the file.
+        duration: seconds of video (from the first frame of the video stream).
+        origin: presentation time of the first frame in the stream's clock (seconds).
+        width, height: the frames' stored size in pixels.
+        fps: the stream's average frame rate (frames per second), None when the container does not say.
+        frame_count: frames the container declares, None when it does not say.
+        rotation: degrees of the display rotation the container asks for (0: none); frames are
+            used as stored.
+        audio: whether the file has an audio track.
+        audio_rate: the track's sample rate (Hz), 0 without a track.
+        audio_channels: the track's channels, 0 without a track.
+    """
+
+    source: str
+    duration: float
+    origin: float
+    width: int
+    height: int
+    fps: float | None
+    frame_count: int | None
+    rotation: int
+    audio: bool
+    audio_rate: int = 0
+    audio_channels: int = 0
+
+
+def probe_video(path: str | Path) -> VideoInfo:
+    """A :class:`VideoInfo` for ``path``; refuses what :func:`decode_video` refuses about the file
+    itself (missing, unreadable, no video stream, frames over the size limit, under ``min_seconds``)."""
+    import av  # pulls in av
+
+    path = Path(path)
+    if not path.is_file():
+        raise InferenceError(f"{path}: video file not found")
+    try:
+        container = av.open(str(path))
+    except (av.FFmpegError, OSError, ValueError) as err:
+        raise InferenceError(f"{path}: not a readable video file ({_reason(err)})") from None
+    try:
+        with container:
+            if not container.streams.video:
+                kind = "an audio file" if container.streams.audio else "not a video"
+                raise InferenceError(f"{path}: no video stream ({kind})")
+            stream = container.streams.video[0]
+            width, height = stream.codec_context.width or 0, stream.codec_context.height or 0
+            too_large = frame_size_error(width, height)
+            if too_large:
+                raise InferenceError(f"{path}: {too_large}")
+            origin = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+            duration = _duration(container, stream, origin)
+            rate = stream.average_rate or stream.guessed_rate
+            audio = container.streams.audio[0] if container.streams.audio else None
+            rotation = 0
+            for frame in container.decode(stream):
+                rotation = int(round(getattr(frame, "rotation", 0) or 0))
+                width, height = frame.width, frame.height
+                break
+    except av.FFmpegError as err:
+        raise InferenceError(f"{path}: the video could not be decoded ({_reason(err)})") from None
+    return VideoInfo(source=str(path), duration=duration, origin=origin, width=int(width), height=int(height),
+                     fps=float(rate) if rate else None, frame_count=int(stream.frames) or None,
+                     rotation=rotation, audio=audio is not None,
+                     audio_rate=int(audio.codec_context.sample_rate or 0) if audio is not None else 0,
+                     audio_channels=int(audio.codec_context.channels or 0) if audio is not None else 0)
+
+
+def iter_frames(info: VideoInfo, start: float, end: float, fps: float | None = None):
+    """Decoded frames of ``info.source`` from ``start`` to ``end`` seconds, streamed, as
+    ``(time, av.VideoFrame)``.
+
+    Without ``fps``: every frame whose presentation time lies in ``[start, end)``, at its own
+    time. With ``fps``: one frame every ``1 / fps`` seconds from ``start``, the frame shown at
+    that time (the rule of the sampled frames), at that time.
+    """
+    import av  # pulls in av
+
+    with av.open(info.source) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        origin = info.origin
+        if start > 0:
+            _seek(container, stream, origin + start)
+        frames = ((float(f.pts * stream.time_base) - origin, f) for f in container.decode(stream)
+                  if f.pts is not None)
+        if fps is None:
+            for time, frame in frames:
+                if time < start - _TIME_EPSILON:
+                    continue
+                if time >= end - _TIME_EPSILON:
+                    break
+                yield time, frame
+            return
+        k, target = 0, start
+        previous = None
+        for time, frame in frames:
+            while target < end - _TIME_EPSILON and time > target + _TIME_EPSILON:
+                yield target, previous if previous is not None else frame
+                k += 1
+                target = start + k / fps
+            if target >= end - _TIME_EPSILON:
+                return
+            previous = frame
+        while previous is not None and target < end - _TIME_EPSILON:  # the last frame stays on screen
+            yield target, previous
+            k += 1
+            target = start + k / fps
+
+
+def overlay_audio_format(info: VideoInfo) -> tuple[int, int]:
+    """``(sample rate, channels)`` the overlay's AAC track gets: the source's rate when AAC takes
+    it (else 48 kHz), mono or stereo as the source (more channels are mixed down to stereo)."""
+    rate = info.audio_rate if info.audio_rate in AAC_RATES else 48_000
+    return rate, 1 if info.audio_channels == 1 else 2
+
+
+def iter_audio(info: VideoInfo, start: float, end: float, rate: int, channels: int):
+    """The first audio track of ``info.source`` from ``start`` to ``end`` seconds, streamed as
+    ``float32 [channels, samples]`` chunks at ``rate`` Hz (FFmpeg's resampler); silence fills a
+    track that begins after ``start``. Yields nothing for a file without audio."""
+    import av  # pulls in av
+
+    if not info.audio:
+        return
+    wanted = int(round((end - start) * rate))
+    layout = "mono" if channels == 1 else "stereo"
+    with av.open(info.source) as container:
+        stream = container.streams.audio[0]
+        resampler = av.AudioResampler(format="fltp", layout=layout, rate=rate)
+        _seek(container, stream, info.origin + start)
+        skip: int | None = None
+        given = 0
+
+        def trimmed(chunk: np.ndarray):
+            nonlocal skip, given
+            if skip and skip > 0:
+                dropped = min(skip, chunk.shape[1])
+                chunk, skip = chunk[:, dropped:], skip - dropped
+            chunk = chunk[:, :max(0, wanted - given)]
+            given += chunk.shape[1]
+            return chunk
+
+        def decoded():
+            for frame in container.decode(stream):
+                yield frame
+            yield None  # flush the resampler
+
+        for frame in decoded():
+            if frame is not None and skip is None:
+                first = float(frame.pts * stream.time_base) - info.origin if frame.pts is not None else start
+                skip = int(round((start - first) * rate))
+                if skip < 0:  # the track begins after the start: silence until then
+                    silence = trimmed(np.zeros((channels, -skip), dtype=np.float32))
+                    skip = 0
+                    if silence.shape[1]:
+                        yield silence
+            for out in resampler.resample(frame):
+                chunk = trimmed(np.ascontiguousarray(out.to_ndarray(), dtype=np.float32).reshape(channels, -1))
+                if chunk.shape[1]:
+                    yield chunk
+            if given >= wanted:
+                return

@@ -50,6 +50,18 @@ from refavs.models.refine import GuidedRefinement
 
 GROUPS: tuple[str, ...] = ("backbone", "head")
 
+COMPARE_FEATURES = 10
+"""What ``head.sound_compare`` adds to each stride-16 position: whether it sounds at all in the clip,
+its level, pitch and onset over the clip (3), and each of these minus the largest (3) and minus the
+smallest (3) among the clip's sounding positions."""
+
+COMPARE_MARGIN = 2.0
+"""How far a position that never sounds is pushed out of the largest and smallest of
+``head.sound_compare`` (the compared quantities lie in [0, 1])."""
+
+COMPARE_EPS = 1e-3
+"""Floor of a position's summed sounding probability when its level and pitch are averaged over it."""
+
 HEARD_FEATURES = 2
 """What ``head.presence_hears`` adds to the presence score's input: the highest sounding-object
 logit of the frame's second, and of the whole clip."""
@@ -66,6 +78,7 @@ class LiteOutput:
         presence_logits: ``[B, T]`` "the target is in frame t" logits (None without presence).
         sounding_logits: ``[B, T, g, g]`` sounding-object maps at stride 16 (None when off).
         rank_logits: ``[B, T, 2, g, g]`` level and pitch rank maps at stride 16 (None when off).
+        level_logits: ``[B, T, 2, g, g]`` level and pitch maps of ``head.sound_compare`` (None when off).
         losses: the loss terms by name (floats), when a loss was computed.
     """
 
@@ -74,6 +87,7 @@ class LiteOutput:
     presence_logits: Tensor | None = None
     sounding_logits: Tensor | None = None
     rank_logits: Tensor | None = None
+    level_logits: Tensor | None = None
     losses: dict[str, float] | None = None
 
     def probabilities(self) -> Tensor:
@@ -157,6 +171,30 @@ class TemporalAttention(nn.Module):
         return x + out.reshape(b, p, t, d).permute(0, 2, 1, 3)
 
 
+def sound_comparisons(sounding_logits: Tensor, level_logits: Tensor) -> Tensor:
+    """``[C, P, COMPARE_FEATURES]``: what each position's object is, among the clip's sounding ones.
+
+    From ``sounding_logits [C, T, P]`` (does the position sound in second t) and ``level_logits
+    [C, T, P, 2]`` (how loud and how high it sounds then): whether it ever sounds (the largest
+    sounding probability), its level and pitch averaged over the seconds it sounds, its onset
+    (the mean over t of the probability that it has sounded by t: 1 when it sounds from the first
+    second, 0 when never), and each of these three minus the largest, and minus the smallest,
+    over the positions that sound (a position that never sounds is pushed :data:`COMPARE_MARGIN`
+    away from both, in the comparisons as in what it is compared with). The loudest, highest or first sounding position gets 0 in the
+    matching "minus the largest" feature, the others less.
+    """
+    sounding = torch.sigmoid(sounding_logits.float())  # [C, T, P]
+    levels = torch.sigmoid(level_logits.float())  # [C, T, P, 2]
+    ever = sounding.amax(1)  # [C, P]
+    heard = (sounding[..., None] * levels).sum(1) / (sounding.sum(1)[..., None] + COMPARE_EPS)  # [C, P, 2]
+    onset = (1 - torch.cumprod(1 - sounding, 1)).mean(1)  # [C, P]
+    quantities = torch.cat([heard, onset[..., None]], -1)  # [C, P, 3]
+    outside = (COMPARE_MARGIN * (1 - ever))[..., None]
+    below_largest = quantities - outside - (quantities - outside).amax(1, keepdim=True)
+    above_smallest = quantities + outside - (quantities + outside).amin(1, keepdim=True)
+    return torch.cat([ever[..., None], quantities, below_largest, above_smallest], -1)
+
+
 def _mlp(i: int, hidden: int, o: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(i, hidden), nn.GELU(), nn.Linear(hidden, o))
 
@@ -197,6 +235,8 @@ class LiteEEMC(nn.Module):
             self.sound_kernel = _mlp(d, 2 * d, d + 1)
             self.rank_kernel = _mlp(2 * d, 2 * d, 2 * (d + 1)) if h.rank_maps else None
             self.sound_feed = nn.Conv2d(self._sound_channels * (t + 1), d, 1)
+            self.level_kernel = _mlp(2 * d, 2 * d, 2 * (d + 1)) if h.sound_compare else None
+            self.compare_feed = nn.Linear(COMPARE_FEATURES, d) if h.sound_compare else None
         self.fuse16 = ContextAttention(d, d, h.num_heads, h.dropout)
         # the positions of a frame attend to each other once the sentence has reached them
         self.spatial = nn.ModuleList(ContextAttention(d, d, h.num_heads, h.dropout) for _ in range(h.spatial_layers))
@@ -324,11 +364,9 @@ class LiteEEMC(nn.Module):
 
         # what does not depend on the expression runs once per clip of the batch
         first, owner = clip_slots(clips, b, audio.device)
-        v16, p8, sounding_logits, rank_logits = self._clip_features({k: v[first] for k, v in maps.items()},
-                                                                    sounds[first])
+        v16, p8, clip_maps = self._clip_features({k: v[first] for k, v in maps.items()}, sounds[first])
         v16 = v16[owner]  # [B, T, P, D]
-        sounding_logits = None if sounding_logits is None else sounding_logits[owner]
-        rank_logits = None if rank_logits is None else rank_logits[owner]
+        sounding_logits, rank_logits, level_logits = (None if m is None else m[owner] for m in clip_maps)
         g8 = p8.shape[-1]
         # null expressions (no target in any frame), found only when they are to skip the mask loss
         null_rows = None if masks is None else null_expression_rows(masks, cfg.loss)
@@ -390,20 +428,20 @@ class LiteEEMC(nn.Module):
         final = coarse if presence is None else gated_product_logits(coarse, presence)
         mask_logits = F.interpolate(final, size=(cfg.mask_size, cfg.mask_size), mode="bilinear", align_corners=False)
         out = LiteOutput(mask_logits=mask_logits, presence_logits=presence, sounding_logits=sounding_logits,
-                         rank_logits=rank_logits)
+                         rank_logits=rank_logits, level_logits=level_logits)
         if masks is not None:
             seconds_logits = self.target_seconds(kernel_state).reshape(b, k)
             out.loss, out.losses = lite_loss(cfg.loss, masks, targets, mask_logits, presence_logits=presence,
                                              sounding_logits=sounding_logits, rank_logits=rank_logits,
-                                             seconds_logits=seconds_logits, null_rows=null_rows)
+                                             level_logits=level_logits, seconds_logits=seconds_logits, null_rows=null_rows)
         return out
 
     def _clip_features(self, maps: dict[str, Tensor], sounds: Tensor
-                       ) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
+                       ) -> tuple[Tensor, Tensor, tuple[Tensor | None, Tensor | None, Tensor | None]]:
         """What depends on the clip alone: ``v16 [C, T, P, D]`` (positions, cached memory, temporal
-        attention, the sounding maps fed in), the projected stride-8 map ``[C * T, Df, g8, g8]``,
-        the sounding logits ``[C, T, g16, g16]`` and the rank logits ``[C, T, 2, g16, g16]`` (None
-        when off), from ``sounds [C, T, D]``."""
+        attention, the sounding maps and comparisons fed in), the projected stride-8 map
+        ``[C * T, Df, g8, g8]``, and the sounding logits ``[C, T, g16, g16]``, the rank logits and the
+        level logits ``[C, T, 2, g16, g16]`` (each None when off), from ``sounds [C, T, D]``."""
         h, d = self.config.head, self.config.head.dim
         c, t = sounds.shape[:2]
         dtype = self.proj16[0].weight.dtype
@@ -419,7 +457,7 @@ class LiteEEMC(nn.Module):
             v16 = v16 + self.memory(cached_memory(v16, h.memory_beta))
         if self.temporal is not None:
             v16 = self.temporal(v16)
-        sounding_logits = rank_logits = None
+        sounding_logits = rank_logits = level_logits = None
         if h.sounding_map:  # from the audio of second t alone, matched against frame t
             k = self.sound_kernel(sounds)  # [C, T, D + 1]
             sounding_logits = torch.einsum("ctpd,ctd->ctp", v16, k[..., :d]) / math.sqrt(d) + k[..., d:]
@@ -434,10 +472,17 @@ class LiteEEMC(nn.Module):
             feed = torch.cat([channels, per_position], -1)  # [C, T, P, M (T + 1)]: this second's, every second's
             fed = self.sound_feed(feed.flatten(0, 1).transpose(1, 2)[..., None]).squeeze(-1).transpose(1, 2)
             v16 = v16 + fed.reshape(c, t, -1, d)
+            if self.level_kernel is not None:  # how loud, how high, how early, against the others
+                context = torch.cat([sounds, sounds.mean(1, keepdim=True).expand_as(sounds)], -1)
+                kl = self.level_kernel(context).reshape(c, t, 2, d + 1)
+                level_logits = torch.einsum("ctpd,ctkd->ctpk", v16, kl[..., :d]) / math.sqrt(d) + kl[..., d][:, :, None]
+                compared = sound_comparisons(sounding_logits, level_logits)  # [C, P, F]
+                v16 = v16 + self.compare_feed(compared.to(v16.dtype))[:, None]
+                level_logits = level_logits.permute(0, 1, 3, 2).reshape(c, t, 2, g16, g16)
             sounding_logits = sounding_logits.reshape(c, t, g16, g16)
             if rank_logits is not None:
                 rank_logits = rank_logits.permute(0, 1, 3, 2).reshape(c, t, 2, g16, g16)
-        return v16, self.proj8(s8), sounding_logits, rank_logits
+        return v16, self.proj8(s8), (sounding_logits, rank_logits, level_logits)
 
     def _maps(self, pixel_values: Tensor | None, visual: dict[str, Tensor] | None) -> dict[str, Tensor]:
         if visual is not None:

@@ -87,6 +87,13 @@ class LiteHeadConfig:
             object at each position sounds, ranked among the clip's sounding objects (from that
             second's audio and the clip's mean audio), fed in the same way, and trained against
             Synth's sound ranks. Off: it did not raise val J (docs/experiments.md).
+        sound_compare: with ``sounding_map``, each stride-16 position also gets what the clip's
+            sounding objects compare on, from the sounding maps and two more maps per second of how
+            loud and how high the object there sounds (from that second's audio and the clip's
+            mean audio; trained against Synth's levels and pitches on a fixed scale): its level,
+            pitch and onset over the clip, and each of them minus the largest and minus the
+            smallest among the clip's sounding positions, so that "the loudest", "the
+            lowest-pitched" or "the first to sound" is the position where one of them is 0.
         spatial_layers: self-attention layers among the stride-16 positions of a frame after the
             dense fusion, so that a pixel that has read the sentence sees its surroundings
             (relations, comparisons). 0 (configs saved before it existed); 1 in the ``lite``
@@ -127,6 +134,7 @@ class LiteHeadConfig:
     audio_offsets: bool = True
     sounding_map: bool = True
     rank_maps: bool = False
+    sound_compare: bool = False
     spatial_layers: int = 0
     spatial_prior: bool = False
     kernel_reads_frame: bool = False
@@ -154,6 +162,9 @@ class LiteLossConfig:
             so they teach the gate without pulling every mask towards empty.
         rank_weight: BCE of the level and pitch rank maps against the Synth sound ranks
             (:mod:`refavs.synth.sound_ranks`), on the pixels of sounding objects only.
+        level_weight: BCE of the level and pitch maps of ``head.sound_compare`` against Synth's
+            levels and pitches (:mod:`refavs.synth.sound_ranks`), on the pixels of sounding
+            objects only.
         target_seconds_weight: BCE of "the target sounds in second t", predicted from the
             frame's kernel (Synth scenes only).
         frames_per_clip: in a training step, the frames of each clip (drawn at random) that the
@@ -166,9 +177,10 @@ class LiteLossConfig:
     presence_weight: float = 0.5
     sounding_weight: float = 1.0
     rank_weight: float = 0.5
+    level_weight: float = 0.5
     null_mask_loss: bool = True
     target_seconds_weight: float = 0.2
-    frames_per_clip: int = 3
+    frames_per_clip: int = 2
 
 
 @dataclass(frozen=True)
@@ -210,6 +222,8 @@ class LiteConfig(ConfigMethods):
             problems.append(f"head.refine_width must be >= 1, got {self.head.refine_width}")
         if not 0 <= self.head.dropout < 1:
             problems.append(f"head.dropout must be in [0, 1), got {self.head.dropout}")
+        if self.head.sound_compare and not self.head.sounding_map:
+            problems.append("head.sound_compare needs head.sounding_map")
         if self.head.presence_hears and not (self.head.presence and self.head.sounding_map):
             problems.append("head.presence_hears needs head.presence and head.sounding_map")
         if self.architecture != ARCHITECTURE:

@@ -7,6 +7,7 @@
 - ``presence``: BCE of the per-frame presence score against "the target is in the frame";
 - ``sounding``: BCE + dice of the stride-16 sounding-object maps against the ``SOUNDING`` target;
 - ``ranks``: :func:`rank_loss` of the level and pitch rank maps against ``SOUND_RANKS``;
+- ``levels``: :func:`rank_loss` of the level and pitch maps against ``SOUND_LEVELS``;
 - ``target_seconds``: BCE of "the target sounds in second t" against ``TARGET_SECONDS``.
 
 The extra targets are named as in :mod:`refavs.data.labels`; a term whose target, output or
@@ -20,7 +21,7 @@ from typing import Mapping
 import torch.nn.functional as F
 from torch import Tensor
 
-from refavs.data.labels import SOUND_RANKS, SOUNDING, TARGET_SECONDS
+from refavs.data.labels import SOUND_LEVELS, SOUND_RANKS, SOUNDING, TARGET_SECONDS
 from refavs.models.lite_config import LiteLossConfig
 from refavs.models.readout import dice_loss, mask_loss
 
@@ -32,8 +33,8 @@ COVER_FLOOR = 1e-6
 
 
 def rank_loss(rank_logits: Tensor, ranks: Tensor) -> Tensor:
-    """BCE of ``rank_logits [B, T, 2, g, g]`` against rank maps ``[B, T, 2, s, s]`` (values in [0, 1],
-    -1 where no object sounds; see :mod:`refavs.synth.sound_ranks`), pooled to ``g`` over the
+    """BCE of ``rank_logits [B, T, 2, g, g]`` against rank (or level) maps ``[B, T, 2, s, s]`` (values in
+    [0, 1], -1 where no object sounds; see :mod:`refavs.synth.sound_ranks`), pooled to ``g`` over the
     labelled pixels; cells less than half labelled are left out. 0 when no cell is labelled."""
     g = rank_logits.shape[-1]
     ranks = ranks.to(rank_logits.dtype).flatten(0, 2)[:, None]
@@ -54,7 +55,7 @@ def null_expression_rows(masks: Tensor, weights: LiteLossConfig) -> Tensor | Non
 
 def lite_loss(weights: LiteLossConfig, masks: Tensor, targets: Mapping[str, Tensor], mask_logits: Tensor,
               presence_logits: Tensor | None = None, sounding_logits: Tensor | None = None,
-              rank_logits: Tensor | None = None, seconds_logits: Tensor | None = None,
+              rank_logits: Tensor | None = None, level_logits: Tensor | None = None, seconds_logits: Tensor | None = None,
               null_rows: Tensor | None = None) -> tuple[Tensor, dict[str, float]]:
     """The weighted sum of the loss terms (see the module docstring), and each term as a float.
 
@@ -67,6 +68,7 @@ def lite_loss(weights: LiteLossConfig, masks: Tensor, targets: Mapping[str, Tens
         presence_logits: ``[B, k]`` "the target is in the frame" logits, or None.
         sounding_logits: ``[B, T, g, g]`` sounding-object maps, or None.
         rank_logits: ``[B, T, 2, g, g]`` level and pitch rank maps, or None.
+        level_logits: ``[B, T, 2, g, g]`` level and pitch maps (fixed scale), or None.
         seconds_logits: ``[B, k]`` "the target sounds in second t" logits, or None.
         null_rows: :func:`null_expression_rows` of the batch, or None.
     """
@@ -89,6 +91,9 @@ def lite_loss(weights: LiteLossConfig, masks: Tensor, targets: Mapping[str, Tens
                                                  + dice_loss(logits, target))
     if rank_logits is not None and sound_ranks is not None and w.rank_weight:
         terms["ranks"] = w.rank_weight * rank_loss(rank_logits, sound_ranks)
+    sound_levels = targets.get(SOUND_LEVELS)
+    if level_logits is not None and sound_levels is not None and w.level_weight:
+        terms["levels"] = w.level_weight * rank_loss(level_logits, sound_levels)
     if seconds_logits is not None and target_seconds is not None and w.target_seconds_weight:
         terms["target_seconds"] = w.target_seconds_weight * F.binary_cross_entropy_with_logits(
             seconds_logits, target_seconds.to(seconds_logits.dtype))

@@ -78,7 +78,10 @@ def load_prediction(pred_dir: str | Path, uid: str, size: int = MASK_SIZE,
 
 
 def write_prediction(pred_dir: str | Path, uid: str, probs: np.ndarray) -> None:
-    """Store ``probs`` (``[T, H, W]`` floats in [0, 1]) as ``<pred_dir>/<uid>/<t>.png``, atomically."""
+    """Store ``probs`` (``[T, H, W]`` floats in [0, 1]) as ``<pred_dir>/<uid>/<t>.png``, atomically.
+
+    Raises :class:`~refavs.data.writer.WriteError` naming the frame that could not be written;
+    the frames written before it are complete."""
     probs = np.asarray(probs, dtype=np.float32)
     if probs.ndim != 3:
         raise ValueError(f"probs must be [T, H, W], got shape {probs.shape}")
@@ -89,4 +92,5 @@ def write_prediction(pred_dir: str | Path, uid: str, probs: np.ndarray) -> None:
     for t, frame in enumerate(values):
         buf = io.BytesIO()
         Image.fromarray(frame).save(buf, format="PNG", **PNG_OPTIONS)
-        atomic_write_bytes(Path(pred_dir) / uid / f"{t}.png", buf.getvalue())
+        atomic_write_bytes(Path(pred_dir) / uid / f"{t}.png", buf.getvalue(),
+                           what="a prediction frame")

@@ -12,7 +12,8 @@ Targets per sample (names from :mod:`refavs.data.labels`):
 - ``sounding``: the cached ``gt_sounding`` masks of the clip (:mod:`refavs.synth.sounding`),
   ``SOUNDING_SIZE`` square, where the cache has them (``refavs features --media``);
 - ``target_seconds``: the seconds the referred object sounds in (all zero for a null row);
-- ``sound_ranks``: the sounding objects' level and pitch ranks (:mod:`refavs.synth.sound_ranks`).
+- ``sound_ranks``: the sounding objects' level and pitch ranks (:mod:`refavs.synth.sound_ranks`);
+- ``sound_levels``: their level and pitch on a fixed scale (the same module).
 
 Datasets of generators before 1.1 (no ``gt_sounding/``) get no targets; their rows still honour
 the row options.
@@ -25,13 +26,13 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from refavs.data.labels import SOUND_RANKS, SOUNDING, TARGET_SECONDS, FeatureLookup, RowOptions
+from refavs.data.labels import SOUND_LEVELS, SOUND_RANKS, SOUNDING, TARGET_SECONDS, FeatureLookup, RowOptions
 from refavs.data.layout import NUM_FRAMES
 from refavs.data.records import Expression
 from refavs.features.cache.kinds import CacheKind, ExtractionContext, folder_items, unpack_masks
 from refavs.synth.layout import folder_records, has_sounding, is_synth, read_scenes
 from refavs.synth.negatives import null_negatives
-from refavs.synth.sound_ranks import sound_rank_maps
+from refavs.synth.sound_ranks import sound_level_maps, sound_rank_maps
 from refavs.synth.sounding import load_sounding_masks, target_sounding_seconds
 from refavs.synth.stats import twin_ambiguous
 
@@ -104,6 +105,7 @@ class SynthLabels:
             out[TARGET_SECONDS] = np.asarray(seconds[(folder, expression.fid)], dtype=np.float32)
         if folder in scenes:
             out[SOUND_RANKS] = sound_rank_maps(scenes[folder])
+            out[SOUND_LEVELS] = sound_level_maps(scenes[folder])
         return out
 
     def training_rows(self, rows: Sequence[Expression], options: RowOptions,

@@ -14,7 +14,10 @@ Layout of a run folder::
 
 A checkpoint folder is written under a temporary name and renamed into place; ``last`` and
 ``best`` are symbolic links replaced atomically. A run killed at any moment (even by SIGKILL)
-therefore leaves ``last`` pointing at a complete checkpoint, from which ``--resume`` continues.
+therefore leaves ``last`` pointing at a complete checkpoint, from which ``--resume`` continues;
+the temporary folder and links it left are removed by the next save. A write that fails (a full
+disk, an I/O error) raises :class:`CheckpointWriteError`: one line naming the checkpoint, the
+space free and needed, and the last complete checkpoint, which is left as it was.
 
 The trainer state (the optimiser, scheduler and loss-scaler states, every process's RNG states,
 the epoch, the optimiser steps done in it and in all, and the best score so far) is stored
@@ -51,7 +54,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
-from refavs.data.writer import DIR_MODE, FILE_MODE
+from refavs.data.writer import DIR_MODE, atomic_write_bytes, write_error
 from refavs.models.checkpoint import save_pretrained
 
 STATE_FILE = "trainer_state.json"
@@ -92,7 +95,10 @@ def _write_failure(run_dir: Path, final: Path, err: OSError) -> str:
     needed = f"; a checkpoint of this run takes {_folder_bytes(previous) / 2**20:.1f} MiB" if previous else ""
     kept = (f"the last complete checkpoint, {previous}, is intact (RUN/last points at it; resume with --resume)"
             if previous else "no earlier checkpoint of this run exists")
-    return (f"{final}: could not write the checkpoint ({err.strerror or err}); {free / 2**20:.1f} MiB free on "
+    reason = getattr(err, "reason", "") or err.strerror or err
+    if getattr(err, "path", None) is not None:
+        reason = f"{reason}, writing {err.path.name}"
+    return (f"{final}: could not write the checkpoint ({reason}); {free / 2**20:.1f} MiB free on "
             f"the disk of {final.parent}{needed}; {kept}")
 
 
@@ -122,6 +128,17 @@ def _point(run_dir: Path, name: str, target: Path) -> None:
     os.replace(tmp, link)
 
 
+def _remove_stale_temps(run_dir: Path) -> None:
+    """Remove what a writer killed mid-checkpoint left: ``checkpoints/.step-*.tmp`` folders and
+    ``.last.*.tmp`` / ``.best.*.tmp`` links (one process writes a run's checkpoints)."""
+    for stale in (run_dir / CHECKPOINTS).glob(".step-*.tmp"):
+        if stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale, ignore_errors=True)
+    for stale in (*run_dir.glob(".last.*.tmp"), *run_dir.glob(".best.*.tmp")):
+        if stale.is_symlink():
+            stale.unlink(missing_ok=True)
+
+
 def _new_name(folder: Path, name: str) -> Path:
     """``folder/name``, or ``name-1``, ``name-2``, ... when taken: a second checkpoint of one step
     (written again after the validation that follows it) never replaces the folder ``last`` points
@@ -148,6 +165,7 @@ def save_checkpoint(run_dir: str | Path, model, state: dict, best: bool = False,
     run_dir = Path(run_dir)
     folder = run_dir / CHECKPOINTS
     folder.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temps(run_dir)
     final = _new_name(folder, f"step-{state['global_step']:08d}")
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=folder))
     try:
@@ -163,9 +181,14 @@ def save_checkpoint(run_dir: str | Path, model, state: dict, best: bool = False,
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    _point(run_dir, "last", final)
-    if best:
-        _point(run_dir, "best", final)
+    for name in ("last", "best") if best else ("last",):
+        try:
+            _point(run_dir, name, final)
+        except OSError as err:
+            link = run_dir / name
+            before = f"it still points at {link.resolve()}" if link.exists() else "it does not exist yet"
+            raise write_error(link, f"the link to the new checkpoint {final.name}", err).kept(
+                f"{final} is complete; {before}") from err
     protected = {p.resolve() for p in (run_dir / "best", run_dir / "last") if p.exists()}
     steps = sorted((p for p in folder.glob("step-*") if p.is_dir()), key=_written_order)
     for old in steps[:-keep]:
@@ -237,19 +260,9 @@ def _decode(value, tensors: dict[str, torch.Tensor]):
     return {k: _decode(v, tensors) for k, v in value.items()}
 
 
-def _write_durably(path: Path, data: bytes) -> None:
+def _write_durably(path: Path, data: bytes, what: str) -> None:
     """Write ``data`` to ``path`` through a temporary file, on disk before the atomic rename."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, FILE_MODE)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, data, what=what, durable=True)
 
 
 def write_state(folder: str | Path, state: dict) -> None:
@@ -260,8 +273,9 @@ def write_state(folder: str | Path, state: dict) -> None:
     tensors: dict[str, torch.Tensor] = {}
     document = {"format": STATE_FORMAT, "format_version": STATE_FORMAT_VERSION,
                 "state": _encode(state, "", tensors, set())}
-    _write_durably(folder / STATE_TENSORS_FILE, save(tensors, metadata={"format": STATE_FORMAT}))
-    _write_durably(folder / STATE_FILE, (json.dumps(document) + "\n").encode("utf-8"))
+    _write_durably(folder / STATE_TENSORS_FILE, save(tensors, metadata={"format": STATE_FORMAT}),
+                   "the trainer state's tensors")
+    _write_durably(folder / STATE_FILE, (json.dumps(document) + "\n").encode("utf-8"), "the trainer state")
 
 
 def _old_state_refused(path: Path) -> ResumeError:

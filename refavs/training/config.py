@@ -142,7 +142,7 @@ def _tiny() -> TrainConfig:
 def _lite() -> TrainConfig:
     return TrainConfig(name="lite", epochs=6, lr=1e-3, batch_size=12, eval_batch_size=16, scheduler="cosine",
                        warmup_steps=50, max_grad_norm=1.0, log_every_steps=20, batch_by_clip=True,
-                       weight_decay=0.05, val_every_epochs=3, expressions_per_clip=3, drop_twin_ambiguous=True,
+                       weight_decay=0.05, val_every_epochs=6, expressions_per_clip=3, drop_twin_ambiguous=True,
                        mixed_precision="auto")
 
 

@@ -40,6 +40,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from refavs.data.batch import ClipBatch
+from refavs.data.writer import WriteError, remove_temp_files
 from refavs.data.dataset import RefAVSDataset, collate
 from refavs.metrics import RefAVSMetrics
 from refavs.scoring.predictions import write_prediction
@@ -47,6 +48,8 @@ from refavs.scoring.score import ScoreReport, split_score
 
 Ablation = Literal["audio", "text", "visual"]
 ABLATIONS: tuple[str, ...] = ("audio", "text", "visual", "other_audio")
+PREDICTION_NAMES = "[0-9]*.png"
+"""The prediction frames' file names (a glob pattern), whose leftover temporary files a writer removes."""
 
 
 def other_clip_rows(clips: Sequence[str] | None, b: int) -> torch.Tensor | None:
@@ -273,30 +276,49 @@ class PredictionWriter:
     """Writes prediction PNGs (:func:`~refavs.scoring.predictions.write_prediction`) on
     ``workers`` background threads, so that PNG encoding (zlib, outside the GIL) overlaps the
     model's forward; at most ``pending`` expressions wait at a time. ``workers=0`` writes in the
-    calling thread. :meth:`close` waits for every file and raises the first error."""
+    calling thread. :meth:`close` waits for every file and raises the first error.
+
+    Every frame is written through a temporary file and renamed; the temporary files a writer
+    killed before its rename left in ``pred_dir`` are removed when a writer starts. A frame
+    that cannot be written (a full disk, an I/O error) raises
+    :class:`~refavs.data.writer.WriteError` naming it; the frames written before it are complete."""
 
     def __init__(self, pred_dir: str | Path, workers: int = 1, pending: int = 64):
         self.pred_dir = Path(pred_dir)
         self.pending = max(1, pending)
+        remove_temp_files(self.pred_dir, PREDICTION_NAMES, recursive=True)
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="refavs-png") if workers > 0 else None
         self._futures: list[Future] = []
 
     def write(self, uid: str, probs) -> None:
         if self._pool is None:
-            write_prediction(self.pred_dir, uid, probs)
+            _write_frames(self.pred_dir, uid, probs)
             return
         if len(self._futures) >= self.pending:
             self._futures.pop(0).result()
-        self._futures.append(self._pool.submit(write_prediction, self.pred_dir, uid, probs))
+        self._futures.append(self._pool.submit(_write_frames, self.pred_dir, uid, probs))
 
-    def close(self) -> None:
+    def close(self, raise_errors: bool = True) -> None:
+        """Wait for every file (``raise_errors``: raise the first error; otherwise, as when
+        another error is on its way out, let the queued files be written and say nothing)."""
         try:
             for future in self._futures:
-                future.result()
+                if raise_errors:
+                    future.result()
+                else:
+                    future.exception()
         finally:
             self._futures.clear()
             if self._pool is not None:
                 self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _write_frames(pred_dir: Path, uid: str, probs) -> None:
+    try:
+        write_prediction(pred_dir, uid, probs)
+    except WriteError as err:
+        raise err.kept("the frames written before it are complete; running the evaluation again writes "
+                       "every frame") from err
 
 
 @torch.no_grad()
@@ -380,8 +402,13 @@ def evaluate_variants(model, data_dir: str | Path, splits: Sequence[str], featur
                 bar.close()
             for v in todo:
                 reports[v].splits[split] = split_score(split, metrics[v], dataset.expressions, cue_source)
-    finally:
-        model.train(was_training)
+    except BaseException:
+        if writer is not None:
+            writer.close(raise_errors=False)  # the error on its way out is the one to report
+        raise
+    else:
         if writer is not None:
             writer.close()
+    finally:
+        model.train(was_training)
     return reports

@@ -7,6 +7,12 @@ last, with the size and checksum of every array file (:mod:`~refavs.features.cac
 a split is complete exactly when its index exists, matches the current list of items, and its
 files have the sizes it records (and, when asked or when chunk folders were left behind, the
 checksums).
+
+A write that fails (a full disk, an I/O error) raises :class:`~refavs.data.writer.WriteError`
+naming the file, its kind and split, and the chunks kept for the next run; the ``.npy`` files
+are written with ordinary writes (not a memory map, where a full disk would be a bus error).
+Temporary files of a writer killed before its rename are removed when the split is extracted
+again.
 """
 
 from __future__ import annotations
@@ -22,8 +28,9 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from refavs.data.writer import atomic_write_bytes
-from refavs.features.cache.integrity import FILES_KEY, PARTS_GLOB, CacheDamage, file_record, split_damage
+from refavs.data.writer import WriteError, atomic_write_bytes, remove_temp_files, write_error
+from refavs.features.cache.integrity import (FILES_KEY, PARTS_GLOB, CacheDamage, file_record, kind_of,
+                                             split_damage)
 from refavs.features.cache.keys import CACHE_FORMAT_VERSION, FeatureCacheError, settings_key
 from refavs.version import __version__
 
@@ -32,16 +39,26 @@ def _keys_digest(keys: Sequence[str]) -> str:
     return hashlib.sha256("\n".join(keys).encode()).hexdigest()
 
 
-def _write_json(path: Path, obj) -> None:
-    atomic_write_bytes(path, json.dumps(obj, indent=1, ensure_ascii=False).encode("utf-8"))
+def _write_json(path: Path, obj, what: str) -> None:
+    atomic_write_bytes(path, json.dumps(obj, indent=1, ensure_ascii=False).encode("utf-8"), what=what)
+
+
+def _where(split_dir: Path) -> str:
+    """``kind K, split S`` of a split folder of the cache (for messages)."""
+    return f"kind {kind_of(split_dir.parent)}, split {split_dir.name}"
+
+
+RESUME_NOTE = "run `refavs features` again (same options) to resume"
 
 
 def write_manifest(folder: Path, kind: str, settings: Mapping) -> None:
     path = folder / "manifest.json"
     if path.is_file():
         return
+    remove_temp_files(folder)  # a manifest's, left by a writer killed before its rename
     _write_json(path, {"kind": kind, "key": settings_key(kind, settings), "format": CACHE_FORMAT_VERSION,
-                       "settings": settings, "refavs_version": __version__})
+                       "settings": settings, "refavs_version": __version__},
+                f"the feature-cache manifest (kind {kind})")
 
 
 def _read_part(path: Path, rows: int, names: Sequence[str] | None) -> dict[str, np.ndarray] | None:
@@ -96,7 +113,12 @@ def extract_split(split_dir: Path, keys: Sequence[str], compute: Callable[[Seque
         return 0
     digest = _keys_digest(keys)
     parts = split_dir / f"parts-{digest[:16]}-{chunk_size}"
-    parts.mkdir(parents=True, exist_ok=True)
+    try:
+        parts.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise write_error(parts, f"the chunk folder of the feature cache ({_where(split_dir)})", err) from err
+    remove_temp_files(split_dir)  # left by a writer killed between a write and its rename
+    remove_temp_files(parts)
     computed, names = 0, None
     n_chunks = math.ceil(len(keys) / chunk_size)
     for c in range(n_chunks):
@@ -115,7 +137,12 @@ def extract_split(split_dir: Path, keys: Sequence[str], compute: Callable[[Seque
         names = names or sorted(arrays)
         buf = io.BytesIO()
         np.savez(buf, **arrays)
-        atomic_write_bytes(part, buf.getvalue())
+        try:
+            atomic_write_bytes(part, buf.getvalue(),
+                              what=f"feature-cache chunk {c + 1} of {n_chunks} ({_where(split_dir)})")
+        except WriteError as err:
+            before = {0: "", 1: "chunk 1 is complete and kept; "}.get(c, f"chunks 1-{c} are complete and kept; ")
+            raise err.kept(f"{before}{RESUME_NOTE}") from err
         computed += len(chunk)
         on_rows(len(chunk))
     _join_parts(split_dir, parts, keys, chunk_size, names or [], digest, extra_index or {})
@@ -132,22 +159,36 @@ def _join_parts(split_dir: Path, parts: Path, keys: Sequence[str], chunk_size: i
         raise FeatureCacheError(f"{parts}: the first chunk vanished or is unreadable; run the extraction again")
     files = {}
     for name in names:
-        sample = first[name]
+        final = split_dir / f"{name}.npy"
         tmp = split_dir / f".{name}.npy.tmp"
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=sample.dtype, shape=(len(keys), *sample.shape[1:]))
-        row = 0
+        try:
+            files[name] = _join_array(tmp, parts, name, first[name], len(keys), n_chunks)
+            os.replace(tmp, final)
+        except OSError as err:
+            tmp.unlink(missing_ok=True)
+            raise write_error(final, f"the joined feature array ({_where(split_dir)})", err).kept(
+                f"its {n_chunks} chunk(s) in {parts} are complete and kept; {RESUME_NOTE}") from err
+    try:
+        _write_json(index, {"digest": digest, "count": len(keys), "arrays": list(names), "keys": list(keys),
+                            FILES_KEY: files, **extra_index}, f"the feature-cache index ({_where(split_dir)})")
+    except WriteError as err:
+        raise err.kept(f"its chunks in {parts} are kept; {RESUME_NOTE}") from err
+    _remove_parts(split_dir)
+
+
+def _join_array(tmp: Path, parts: Path, name: str, sample: np.ndarray, rows: int, n_chunks: int) -> dict:
+    """Write the array ``name`` of every chunk of ``parts``, in order, into the ``.npy`` file
+    ``tmp`` (streamed, so that a full disk is an error, not a fault of a memory map); returns
+    its :func:`~refavs.features.cache.integrity.file_record`, read back from the file."""
+    header = {"descr": np.lib.format.dtype_to_descr(sample.dtype), "fortran_order": False,
+              "shape": (rows, *sample.shape[1:])}
+    with open(tmp, "wb") as f:
+        np.lib.format.write_array_header_1_0(f, header)
         for c in range(n_chunks):
             with np.load(parts / f"{c:06d}.npz") as data:
-                block = data[name]
-            out[row:row + len(block)] = block
-            row += len(block)
-        out.flush()
-        del out
-        files[name] = file_record(tmp)  # read back from the written file
-        os.replace(tmp, split_dir / f"{name}.npy")
-    _write_json(index, {"digest": digest, "count": len(keys), "arrays": list(names), "keys": list(keys),
-                        FILES_KEY: files, **extra_index})
-    _remove_parts(split_dir)
+                block = np.ascontiguousarray(data[name], dtype=sample.dtype)
+            f.write(block.tobytes())
+    return file_record(tmp)
 
 
 def _remove_parts(split_dir: Path) -> None:
