@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -139,6 +140,62 @@ def test_a_window_shorter_than_ten_seconds_is_looped(files):
     assert clip.frame_times == pytest.approx([8.0 + (t + 0.5) % 4 for t in range(10)])
     assert [frame_index(f) for f in clip.frames] == [int((8.0 + (t + 0.5) % 4) * FPS) for t in range(10)]
     assert clip.waveform.shape == (4 * RATE,)  # the featurizer tiles it to 10 s
+
+
+MARK = 12
+
+
+def make_rotated_video(path: Path, degrees: int, seconds: float = 3.0) -> Path:
+    """A dark MP4 with a white square in the stored frames' top-left corner and a display
+    rotation of ``degrees`` clockwise written into its track header, as a phone records portrait."""
+    w, h = SIZE
+    img = np.full((h, w, 3), 20, np.uint8)
+    img[:MARK, :MARK] = 255
+    wave = (0.3 * np.sin(2 * np.pi * 440 * np.arange(int(seconds * RATE)) / RATE)).astype(np.float32)
+    write_video(path, [img] * int(round(seconds * FPS)), FPS, wave, RATE)
+    data = bytearray(path.read_bytes())
+    at = data.find(b"tkhd")
+    matrix = at + 8 + (32 if data[at + 4] == 1 else 20) + 8 + 8
+    cos, sin = {90: (0, 1), 180: (-1, 0), 270: (0, -1)}[degrees]
+    data[matrix:matrix + 36] = struct.pack(">9i", cos << 16, sin << 16, 0, -sin << 16, cos << 16, 0, 0, 0, 1 << 30)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def marked_corners(image: np.ndarray, inset: int = MARK // 2) -> set[str]:
+    """The corners of an RGB image where the white marker is (by the green channel, which the
+    overlay's magenta tint and outline leave dark)."""
+    green = image[..., 1].astype(np.float32)
+    corners = {"top-left": green[:inset, :inset], "top-right": green[:inset, -inset:],
+               "bottom-left": green[-inset:, :inset], "bottom-right": green[-inset:, -inset:]}
+    return {name for name, c in corners.items() if float(np.median(c)) > 100}
+
+
+@pytest.mark.parametrize("degrees, corner", [(90, "top-right"), (180, "bottom-right"), (270, "bottom-left")])
+def test_a_rotation_tag_turns_the_frames_upright(files, pipe, tmp_path, degrees, corner):
+    """A phone's portrait video: the 10 frames, the overlay and summary.json are upright, as a
+    player shows the video."""
+    video = make_rotated_video(tmp_path / "phone.mp4", degrees)
+    upright = SIZE if degrees == 180 else SIZE[::-1]  # (width, height)
+    clip = decode_video(video)
+    assert clip.rotation % 360 == -degrees % 360
+    assert clip.frames.shape == (10, upright[1], upright[0], 3)
+    assert all(marked_corners(f) == {corner} for f in clip.frames)
+    result = pipe(video, EXPRESSION)
+    assert result.summary()["size"] == list(upright) and result.summary()["rotation"] == clip.rotation
+    style = OverlayStyle(threshold=1.0)  # no mask drawn
+    width, height = style.display_size(*upright)
+    shown = result.overlay_frames(style)[0][style.caption_height:]
+    assert shown.shape == (height, width, 3) and marked_corners(shown, MARK * width // upright[0] // 2) == {corner}
+    out = tmp_path / "out"
+    assert predict(files, "--video", str(video), "--frames", "10", "--expression", EXPRESSION, "--out", str(out)) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["size"] == list(upright) and summary["rotation"] == clip.rotation
+    default = OverlayStyle()
+    width, height = default.display_size(*upright)
+    with av.open(str(out / "overlay.mp4")) as container:
+        first = next(container.decode(video=0)).to_ndarray(format="rgb24")[default.caption_height:]
+    assert first.shape == (height, width, 3) and marked_corners(first, MARK * width // upright[0] // 2) == {corner}
 
 
 def test_pipeline_on_arrays_matches_the_cli_on_the_video(cli_out, arrays_result, pipe, files):

@@ -23,7 +23,6 @@ from refavs.models.eemc import EEMC
 from refavs.models.reference_import import import_reference
 from refavs.models.registry import CONFIG_SCHEMA_VERSION, get_model_config
 
-SHIPPED = Path(__file__).resolve().parents[1] / "checkpoints" / "lite-synth-medium"
 """A lite checkpoint saved before config.json stated a schema version."""
 
 
@@ -130,11 +129,16 @@ def test_an_old_eemc_config_without_schema_or_architecture_loads(tmp_path):
         load_config(path)
 
 
-@pytest.mark.skipif(not (SHIPPED / CONFIG_FILE).is_file(), reason="no shipped lite checkpoint")
-def test_the_shipped_lite_config_without_schema_loads():
-    data = json.loads((SHIPPED / CONFIG_FILE).read_text())
+OLD_LITE_CONFIG = Path(__file__).resolve().parent / "fixtures" / "lite-config-before-schema.json"
+"""The config.json of a lite checkpoint saved before configs carried their schema version (the
+checkpoint shipped until 2026-12-04)."""
+
+
+def test_a_lite_config_saved_without_schema_loads(tmp_path):
+    data = json.loads(OLD_LITE_CONFIG.read_text())
     assert SCHEMA_KEY not in data
-    config = load_config(SHIPPED)
+    (tmp_path / CONFIG_FILE).write_text(OLD_LITE_CONFIG.read_text())
+    config = load_config(tmp_path)
     assert config.architecture == "lite"
 
     def same(stored: dict, now: dict, where: str = "") -> None:   # every stored field as it was saved
@@ -146,7 +150,8 @@ def test_the_shipped_lite_config_without_schema_loads():
 
     now = config.to_dict()
     same(data["config"], now)
-    assert now["head"]["presence_hears"] is False     # a field added since: off, as the model was trained
+    assert now["head"]["presence_hears"] is False     # fields added since: off, as the model was trained
+    assert now["head"]["sound_compare"] is False
 
 
 # ------------------------------------------------------------------ reference checkpoints

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
 import os
 import signal
 import struct
@@ -25,6 +26,7 @@ from PIL import Image
 from refavs.cli import main as refavs_main
 from refavs.data.video_writer import VideoStreamWriter
 from refavs.inference import InferenceError, RefAVSPipeline
+from refavs.inference.overlay import OverlayStyle
 from refavs.inference.rle import counts_to_string, decode_rle, encode_rle, rle_counts, string_to_counts
 from refavs.inference.video import probe_video
 from refavs.inference.whole_video import INCOMPLETE_FILE, VideoOverlay, plan_windows, save_video_prediction
@@ -56,15 +58,42 @@ def make_video(path: Path, seconds: float, fps: int = 30, size: tuple[int, int] 
     return path
 
 
-def set_rotation(path: Path, degrees: int = 90) -> None:
-    """Write a display rotation into the MP4's video track header (as phones record portrait)."""
+def set_rotation(path: Path, degrees: float = 90) -> None:
+    """Write a display rotation into the MP4's video track header (as phones record portrait):
+    ``degrees`` clockwise, the way a player turns the stored frames (FFmpeg reads -degrees)."""
     data = bytearray(path.read_bytes())
     at = data.find(b"tkhd")
     version = data[at + 4]
     matrix = at + 8 + (32 if version == 1 else 20) + 8 + 8
-    cos, sin = {90: (0, 1), 180: (-1, 0), 270: (0, -1)}[degrees]
-    data[matrix:matrix + 36] = struct.pack(">9i", cos << 16, sin << 16, 0, -sin << 16, cos << 16, 0, 0, 0, 1 << 30)
+    cos, sin = (int(round(f(math.radians(degrees)) * 65536)) for f in (math.cos, math.sin))
+    data[matrix:matrix + 36] = struct.pack(">9i", cos, sin, 0, -sin, cos, 0, 0, 0, 1 << 30)
     path.write_bytes(bytes(data))
+
+
+MARK = 16
+
+
+def make_marked_video(path: Path, seconds: float = 3, fps: int = 10, size: tuple[int, int] = (96, 64)) -> Path:
+    """A dark H.264/AAC MP4 with a white square in the stored frames' top-left corner (a marker
+    that shows which way a frame is turned) and a tone."""
+    w, h = size
+    rate = 16_000
+    with VideoStreamWriter(path, fps, w, h, audio_rate=rate, audio_channels=1) as writer:
+        img = np.full((h, w, 3), 20, np.uint8)
+        img[:MARK, :MARK] = 255
+        for i in range(int(round(seconds * fps))):
+            t = np.arange(int(round(i / fps * rate)), int(round((i + 1) / fps * rate))) / rate
+            writer.write_audio((0.3 * np.sin(2 * np.pi * 440 * t))[None].astype(np.float32))
+            writer.write_frame(img)
+    return path
+
+
+def bright_corners(image: np.ndarray, inset: int = MARK // 2) -> set[str]:
+    """The corners of ``image`` (``[H, W]`` or ``[H, W, 3]``) where the marker is."""
+    grey = image.astype(np.float32).reshape(*image.shape[:2], -1).mean(axis=2)
+    corners = {"top-left": grey[:inset, :inset], "top-right": grey[:inset, -inset:],
+               "bottom-left": grey[-inset:, :inset], "bottom-right": grey[-inset:, -inset:]}
+    return {name for name, c in corners.items() if float(np.median(c)) > 128}
 
 
 def source_times(path: Path) -> list[float]:
@@ -376,6 +405,46 @@ def test_a_phone_style_video(files, tmp_path):
         assert container.streams.audio[0].codec_context.channels == 2
         assert container.streams.audio[0].codec_context.sample_rate == 44_100
         assert sum(1 for _ in container.decode(video=0)) == 1350
+
+
+@pytest.mark.parametrize("degrees, corner", [(90, "top-right"), (180, "bottom-right"), (270, "bottom-left")])
+def test_a_rotated_video_is_turned_upright(pipe, tmp_path, degrees, corner):
+    """A rotation tag (a phone's portrait video): the frames, the masks and the overlay are
+    upright, as a player shows them; summary.json gives the tag and the upright size."""
+    video = make_marked_video(tmp_path / "rotated.mp4")  # stored 96x64, the marker top-left
+    set_rotation(video, degrees)
+    info = probe_video(video)
+    upright = (96, 64) if degrees == 180 else (64, 96)
+    assert info.rotation % 360 == -degrees % 360 and (info.width, info.height) == upright
+    frames = list(pipe.predict_video(video, EXPRESSION))
+    assert len(frames) == 30
+    for f in frames[::7]:
+        image = f.image()
+        assert image.shape == (upright[1], upright[0], 3) and bright_corners(image) == {corner}
+    out = tmp_path / "out"
+    style = OverlayStyle(threshold=1.0)  # no mask drawn: the marker stays as it is
+    save_video_prediction(pipe.predict_video(video, EXPRESSION), out, masks="rle", style=style)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["size"] == list(upright) and summary["rotation"] == info.rotation
+    with gzip.open(out / "masks.rle.jsonl.gz", "rt") as f:
+        records = [json.loads(line) for line in f]
+    assert len(records) == 30 and {tuple(r["size"]) for r in records} == {(upright[1], upright[0])}
+    w, h = style.display_size(*upright)
+    with av.open(str(out / "overlay.mp4")) as container:
+        shown = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    assert len(shown) == 30 and shown[0].shape == (style.caption_height + h, w, 3)
+    assert bright_corners(shown[0][style.caption_height:], inset=MARK * w // upright[0] // 2) == {corner}
+
+
+def test_a_rotation_that_is_not_a_quarter_turn_is_ignored_with_a_warning(pipe, tmp_path):
+    video = make_marked_video(tmp_path / "tilted.mp4", seconds=2)
+    set_rotation(video, 45)
+    with pytest.warns(UserWarning, match="not a multiple of 90"):
+        info = probe_video(video)
+    assert info.rotation % 90 and info.turns == 0 and (info.width, info.height) == (96, 64)
+    with pytest.warns(UserWarning, match="not a multiple of 90"):
+        frames = list(pipe.predict_video(video, EXPRESSION))
+    assert len(frames) == 20 and bright_corners(frames[0].image()) == {"top-left"}
 
 
 # ------------------------------------------------------------------ the shipped model on a Synth clip

@@ -113,8 +113,8 @@ def run(args: argparse.Namespace) -> int:
             if args.csv is not None:
                 return _run_batch(args)
             return _run_whole(args) if frames == "all" else _run_single(args)
-        except InferenceError as err:
-            return _fail(str(err))
+        except InferenceError as err:  # a bad input: 2; a disk that failed a write (also an OSError): 1
+            return _fail(str(err), 1 if isinstance(err, OSError) else 2)
         except OSError as err:  # a full disk, an I/O error: the writers name the file
             return _fail(str(err), 1)
 

@@ -230,6 +230,8 @@ class InferenceResult:
             "window_seconds": round(clip.window_seconds, 6),
             "duration": None if clip.duration is None else round(clip.duration, 6),
             "audio": clip.audio,
+            "size": [int(clip.frames.shape[2]), int(clip.frames.shape[1])],
+            "rotation": clip.rotation,
             "frame_times": [round(t, 6) for t in clip.frame_times],
             "frame_areas": [round(a, 8) for a in self.frame_areas],
             "frame_pixels": self.frame_pixels,

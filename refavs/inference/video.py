@@ -16,6 +16,11 @@ The rules (also in ``docs/inference.md``):
   it from its start): so second ``t`` of the audio lines up with frame ``t``.
 - **Too short**: a video under 1 s, or less than 1 s left after ``start``, is refused; so is a
   ``start`` at or past the end.
+- **Rotation**: a video whose container asks for a display rotation (phones record portrait
+  video as landscape frames with a rotation tag) is turned upright as a player shows it: frames
+  are rotated by the tag, a multiple of 90 degrees, so a 1920x1080 frame tagged 90 becomes
+  1080x1920 and the masks and the overlay follow. A tag that is not a multiple of 90 degrees is
+  ignored with a warning (the frames are used as stored); mirroring in the tag is not applied.
 - **Too large**: frames with a side over ``MAX_FRAME_SIDE`` pixels (:mod:`refavs.inference.limits`)
   are refused before any is decoded.
 - **Audio**: the first audio track, from ``start`` for ``window`` seconds, mixed to mono and
@@ -28,6 +33,7 @@ The rules (also in ``docs/inference.md``):
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Sequence
@@ -73,7 +79,8 @@ class VideoClip:
     """A clip ready for the model.
 
     Attributes:
-        frames: ``uint8 [T, H, W, 3]`` RGB frames at the video's own size.
+        frames: ``uint8 [T, H, W, 3]`` RGB frames at the video's own size, upright (the
+            container's display rotation applied).
         waveform: ``float32 [samples]`` mono audio of the window (may be shorter than 10 s; the
             audio featurizer extends it by its own rule).
         sample_rate: rate of ``waveform`` in Hz.
@@ -84,6 +91,8 @@ class VideoClip:
         source: the video file, None for arrays.
         audio: ``track`` (the file's audio), ``silence`` (no audio track, ``allow_silent``) or
             ``arrays`` (given by the caller).
+        rotation: the display rotation the file asks for, degrees counter-clockwise as FFmpeg
+            reports it (0: none); ``frames`` have it applied when it is a multiple of 90.
     """
 
     frames: np.ndarray
@@ -95,6 +104,7 @@ class VideoClip:
     duration: float | None = None
     source: str | None = None
     audio: AudioSource = "track"
+    rotation: int = 0
 
     @classmethod
     def from_arrays(cls, frames: np.ndarray, waveform: np.ndarray, sample_rate: int,
@@ -210,7 +220,7 @@ def _decode(container, path: Path, start: float, allow_silent: bool, config: Sam
                              f"{config.min_seconds:g} s is needed")
     window = min(config.window_seconds, available)
     times = sample_times(start, window, config)
-    frames = _decode_frames(container, stream, [origin + t for t in times], path)
+    frames, rotation = _decode_frames(container, stream, [origin + t for t in times], path)
     if container.streams.audio:
         waveform = _decode_audio(container, container.streams.audio[0], origin + start, window, config.audio_rate)
         audio: AudioSource = "track"
@@ -225,7 +235,8 @@ def _decode(container, path: Path, start: float, allow_silent: bool, config: Sam
     if waveform is None:
         waveform, audio = np.zeros(int(round(window * config.audio_rate)), dtype=np.float32), "silence"
     return VideoClip(frames=frames, waveform=waveform, sample_rate=config.audio_rate, frame_times=tuple(times),
-                     start=start, window_seconds=window, duration=duration, source=str(path), audio=audio)
+                     start=start, window_seconds=window, duration=duration, source=str(path), audio=audio,
+                     rotation=rotation)
 
 
 def _duration(container, stream, origin: float) -> float:
@@ -250,8 +261,34 @@ def _seek(container, stream, seconds: float) -> None:
     container.seek(max(0, int(math.floor(seconds / float(stream.time_base)))), stream=stream, backward=True)
 
 
-def _decode_frames(container, stream, targets: Sequence[float], path: Path) -> np.ndarray:
-    """The frames shown at each absolute time in ``targets``, as ``uint8 [T, H, W, 3]``."""
+def frame_rotation(frame) -> int:
+    """The display rotation a decoded frame carries: degrees counter-clockwise (FFmpeg's sign,
+    so a phone's portrait tag "rotate 90" reads -90), 0 when it has none."""
+    try:
+        value = float(getattr(frame, "rotation", 0) or 0)
+    except (TypeError, ValueError):
+        return 0
+    return int(round(value)) if math.isfinite(value) else 0
+
+
+def quarter_turns(rotation: int, source: str | Path | None = None) -> int:
+    """How many times :func:`numpy.rot90` turns a frame (counter-clockwise, 0..3) to show it as a
+    player does; 0 with a warning for a rotation that is not a multiple of 90 degrees."""
+    if rotation % 90:
+        warnings.warn(f"{source or 'the video'}: its display rotation of {rotation} degrees is not a multiple of "
+                      f"90; the frames are used as stored", stacklevel=2)
+        return 0
+    return (rotation // 90) % 4
+
+
+def upright(image: np.ndarray, turns: int) -> np.ndarray:
+    """``image`` (``[H, W, ...]``) turned ``turns`` quarter turns counter-clockwise (contiguous)."""
+    return np.ascontiguousarray(np.rot90(image, turns)) if turns % 4 else image
+
+
+def _decode_frames(container, stream, targets: Sequence[float], path: Path) -> tuple[np.ndarray, int]:
+    """The frames shown at each absolute time in ``targets``, as ``uint8 [T, H, W, 3]``, turned
+    upright by the display rotation of the first of them; and that rotation."""
     order = sorted(set(targets))
     _seek(container, stream, order[0])
     shown: dict[float, object] = {}
@@ -271,14 +308,16 @@ def _decode_frames(container, stream, targets: Sequence[float], path: Path) -> n
         raise InferenceError(f"{path}: no video frame could be decoded")
     for target in order[i:]:  # past the last frame: the last frame stays on screen
         shown[target] = previous
+    rotation = frame_rotation(shown[targets[0]])
+    turns = quarter_turns(rotation, path)
     arrays: dict[int, np.ndarray] = {}
     out = []
     for target in targets:
         frame = shown[target]
         if id(frame) not in arrays:
-            arrays[id(frame)] = frame.to_ndarray(format="rgb24")
+            arrays[id(frame)] = upright(frame.to_ndarray(format="rgb24"), turns)
         out.append(arrays[id(frame)])
-    return np.stack(out)
+    return np.stack(out), rotation
 
 
 def _decode_audio(container, stream, start: float, seconds: float, rate: int) -> np.ndarray | None:
@@ -329,11 +368,13 @@ class VideoInfo:
         source: the file.
         duration: seconds of video (from the first frame of the video stream).
         origin: presentation time of the first frame in the stream's clock (seconds).
-        width, height: the frames' stored size in pixels.
+        width, height: the frames' size in pixels as shown, upright (the stored size with the
+            sides swapped for a rotation of 90 or 270 degrees).
         fps: the stream's average frame rate (frames per second), None when the container does not say.
         frame_count: frames the container declares, None when it does not say.
-        rotation: degrees of the display rotation the container asks for (0: none); frames are
-            used as stored.
+        rotation: the display rotation the container asks for, degrees counter-clockwise as
+            FFmpeg reports it (0: none; a phone's portrait tag reads -90). :func:`iter_frames`
+            turns the frames upright by it (:attr:`turns`).
         audio: whether the file has an audio track.
         audio_rate: the track's sample rate (Hz), 0 without a track.
         audio_channels: the track's channels, 0 without a track.
@@ -350,6 +391,9 @@ class VideoInfo:
     audio: bool
     audio_rate: int = 0
     audio_channels: int = 0
+    turns: int = 0
+    """Quarter turns counter-clockwise that make a stored frame upright (0 for a rotation that is
+    not a multiple of 90 degrees, which is ignored)."""
 
 
 def probe_video(path: str | Path) -> VideoInfo:
@@ -380,21 +424,26 @@ def probe_video(path: str | Path) -> VideoInfo:
             audio = container.streams.audio[0] if container.streams.audio else None
             rotation = 0
             for frame in container.decode(stream):
-                rotation = int(round(getattr(frame, "rotation", 0) or 0))
+                rotation = frame_rotation(frame)
                 width, height = frame.width, frame.height
                 break
     except av.FFmpegError as err:
         raise InferenceError(f"{path}: the video could not be decoded ({_reason(err)})") from None
+    turns = quarter_turns(rotation, path)
+    if turns % 2:
+        width, height = height, width
     return VideoInfo(source=str(path), duration=duration, origin=origin, width=int(width), height=int(height),
                      fps=float(rate) if rate else None, frame_count=int(stream.frames) or None,
                      rotation=rotation, audio=audio is not None,
                      audio_rate=int(audio.codec_context.sample_rate or 0) if audio is not None else 0,
-                     audio_channels=int(audio.codec_context.channels or 0) if audio is not None else 0)
+                     audio_channels=int(audio.codec_context.channels or 0) if audio is not None else 0,
+                     turns=turns)
 
 
 def iter_frames(info: VideoInfo, start: float, end: float, fps: float | None = None):
     """Decoded frames of ``info.source`` from ``start`` to ``end`` seconds, streamed, as
-    ``(time, av.VideoFrame)``.
+    ``(time, av.VideoFrame)``; upright: for a rotated video (``info.turns``) each frame is given
+    as a new ``rgb24`` frame turned by the display rotation.
 
     Without ``fps``: every frame whose presentation time lies in ``[start, end)``, at its own
     time. With ``fps``: one frame every ``1 / fps`` seconds from ``start``, the frame shown at
@@ -410,28 +459,48 @@ def iter_frames(info: VideoInfo, start: float, end: float, fps: float | None = N
             _seek(container, stream, origin + start)
         frames = ((float(f.pts * stream.time_base) - origin, f) for f in container.decode(stream)
                   if f.pts is not None)
+        shown = _upright_frames(info.turns)
         if fps is None:
             for time, frame in frames:
                 if time < start - _TIME_EPSILON:
                     continue
                 if time >= end - _TIME_EPSILON:
                     break
-                yield time, frame
+                yield time, shown(frame)
             return
         k, target = 0, start
         previous = None
         for time, frame in frames:
             while target < end - _TIME_EPSILON and time > target + _TIME_EPSILON:
-                yield target, previous if previous is not None else frame
+                yield target, shown(previous if previous is not None else frame)
                 k += 1
                 target = start + k / fps
             if target >= end - _TIME_EPSILON:
                 return
             previous = frame
         while previous is not None and target < end - _TIME_EPSILON:  # the last frame stays on screen
-            yield target, previous
+            yield target, shown(previous)
             k += 1
             target = start + k / fps
+
+
+def _upright_frames(turns: int):
+    """A function giving a decoded frame upright: itself without a rotation, else a new ``rgb24``
+    ``av.VideoFrame`` turned ``turns`` quarter turns (the last one is kept, for a frame given
+    again at a lower output rate)."""
+    import av  # pulls in av
+
+    if not turns % 4:
+        return lambda frame: frame
+    last: list = [None, None]
+
+    def shown(frame):
+        if last[0] is not frame:
+            turned = av.VideoFrame.from_ndarray(upright(frame.to_ndarray(format="rgb24"), turns), format="rgb24")
+            last[:] = [frame, turned]
+        return last[1]
+
+    return shown
 
 
 def overlay_audio_format(info: VideoInfo) -> tuple[int, int]:

@@ -11,6 +11,9 @@ sound; a whole video is covered by such windows, laid over it one after the othe
   second (from ``start + N - 10``): it overlaps the window before, whose masks are kept for
   the seconds they share, and gives those of the seconds left;
 - a span under 10 s is one window looped as a short video is (the rule of ``decode_video``);
+- a video with a display rotation (a phone's portrait tag) is turned upright, a multiple of 90
+  degrees, before anything else: the windows, the frames given out, the masks and the overlay
+  are all upright, and ``summary.json`` gives the tag (``rotation``) and the upright ``size``;
 - every frame takes the mask of its second, the one sampled at the middle of that second
   (frames after the last whole second take the last second's): the 1-fps predictions are
   carried to the frames between them, so each frame's mask is the mask the 10-frame protocol
@@ -144,7 +147,8 @@ class FramePrediction:
         window: the window that predicted that second.
         probabilities: ``uint8 [S, S]`` (value / 255 = probability): the 8-bit map the masks are
             stored as; frames of one second share it (treat it as read-only).
-        frame: the decoded ``av.VideoFrame`` (:meth:`image` gives it as RGB).
+        frame: the decoded ``av.VideoFrame``, upright (for a rotated video, a new ``rgb24``
+            frame turned by the display rotation); :meth:`image` gives it as RGB.
         threshold: a pixel is in the mask when its probability exceeds this.
         presence_min_area: the frame counts as showing the object when its mask covers this much.
     """
@@ -179,7 +183,7 @@ class FramePrediction:
         return self.area >= self.presence_min_area
 
     def image(self) -> np.ndarray:
-        """The frame as ``uint8 [H, W, 3]`` RGB, as stored (no rotation applied)."""
+        """The frame as ``uint8 [H, W, 3]`` RGB, upright (as a player shows it)."""
         return self.frame.to_ndarray(format="rgb24")
 
 
@@ -244,8 +248,10 @@ class VideoPrediction:
     def _run_window(self, index: int) -> np.ndarray:
         offset = self.plan.offsets[index]
         began = time.perf_counter()
-        clip = decode_video(self.info.source, start=self.start + offset, allow_silent=self.allow_silent,
-                            config=self.sampling, end=self.end)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the rotation warning was given by probe_video, once
+            clip = decode_video(self.info.source, start=self.start + offset, allow_silent=self.allow_silent,
+                                config=self.sampling, end=self.end)
         decoded = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the truncation warning was given when the run was built
@@ -318,7 +324,8 @@ def save_video_prediction(prediction: VideoPrediction, directory: str | os.PathL
     - ``masks/000000.png ...`` (``masks="png"``): one 256x256 8-bit map per frame (value / 255 =
       probability, the scorer's format); or ``masks.rle.jsonl.gz`` (``masks="rle"``): one JSON
       line per frame, ``{"frame", "time", "size": [h, w], "counts"}``, the COCO run-length
-      encoding of the mask at the frame's own size (as stored); ``"none"``: no masks.
+      encoding of the mask at the frame's own size, upright (a rotated video's display
+      rotation applied, as the frames are); ``"none"``: no masks.
     - ``overlay.mp4``: H.264 at the output frame rate with the source's audio (AAC), unless
       ``overlay=False`` or PyAV has no H.264 encoder (a warning).
     - ``summary.json``: written last.

@@ -39,6 +39,7 @@ from typing import Collection, Mapping
 
 import torch
 
+from refavs.data.writer import write_error
 from refavs.models.config_base import ModelConfig
 from refavs.models.overrides import flatten, is_identity_field
 from refavs.models.registry import CONFIG_SCHEMA_VERSION, model_config_from_dict
@@ -225,8 +226,12 @@ def save_pretrained(model, directory: str | Path) -> Path:
               "config": model.config.to_dict()}
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", suffix=".tmp", dir=directory.parent))
     try:
-        (tmp / WEIGHTS_FILE).write_bytes(sorted_metadata(save(state, metadata=meta), meta))
-        (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+        for name, what, data in ((WEIGHTS_FILE, "the model weights", sorted_metadata(save(state, metadata=meta), meta)),
+                                 (CONFIG_FILE, "the model config", (json.dumps(config, indent=2) + "\n").encode())):
+            try:
+                (tmp / name).write_bytes(data)
+            except OSError as err:  # a full disk, an I/O error: say which file of which checkpoint
+                raise write_error(directory / name, what, err) from err
         _replace_dir(tmp, directory)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
