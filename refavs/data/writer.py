@@ -110,6 +110,25 @@ def remove_temp_files(folder: str | Path, name: str = "*", recursive: bool = Fal
     return removed
 
 
+def replace_folder(src: str | Path, dst: str | Path, refuse_other: bool = False) -> None:
+    """Put the complete folder ``src`` at ``dst`` by renames: whatever stood at ``dst`` is renamed
+    aside into a temporary folder first, then deleted, so ``dst`` never names a partial folder.
+
+    Raises:
+        FileExistsError: with ``refuse_other``, ``dst`` exists and is not a folder.
+    """
+    src, dst = Path(src), Path(dst)
+    old = None
+    if dst.exists() or dst.is_symlink():
+        if refuse_other and not dst.is_dir():
+            raise FileExistsError(f"{dst} exists and is not a folder")
+        old = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=".old", dir=dst.parent))
+        os.replace(dst, old / dst.name)
+    os.replace(src, dst)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
 def _write_all(file, data: bytes, path: Path) -> None:
     """Write ``data`` into ``file``, the open temporary file of ``path`` (the tests put faults here)."""
     file.write(data)

@@ -32,6 +32,7 @@ The rules (also in ``docs/inference.md``):
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
 from dataclasses import dataclass
@@ -150,11 +151,19 @@ def decode_video(path: str | Path, start: float = 0.0, allow_silent: bool = Fals
         InferenceError: missing or unreadable file, no video stream, a video shorter than
             ``config.min_seconds``, ``start`` past the end, no audio track (without ``allow_silent``).
     """
-    import av  # pulls in av
-
     path = Path(path)
     start = check_start(start)
     end = check_end(start, end)
+    with _opened(path) as container:
+        return _decode(container, path, start, allow_silent, config, end)
+
+
+@contextlib.contextmanager
+def _opened(path: Path):
+    """The open PyAV container of ``path``; a missing or unreadable file, and a decoding error
+    inside the block, become an :class:`InferenceError` naming the file."""
+    import av  # pulls in av
+
     if not path.is_file():
         raise InferenceError(f"{path}: video file not found")
     try:
@@ -163,9 +172,21 @@ def decode_video(path: str | Path, start: float = 0.0, allow_silent: bool = Fals
         raise InferenceError(f"{path}: not a readable video file ({_reason(err)})") from None
     try:
         with container:
-            return _decode(container, path, start, allow_silent, config, end)
+            yield container
     except av.FFmpegError as err:
         raise InferenceError(f"{path}: the video could not be decoded ({_reason(err)})") from None
+
+
+def _video_stream(container, path: Path):
+    """The first video stream of ``container``; refused when there is none or its frames are too large."""
+    if not container.streams.video:
+        kind = "an audio file" if container.streams.audio else "not a video"
+        raise InferenceError(f"{path}: no video stream ({kind})")
+    stream = container.streams.video[0]
+    too_large = frame_size_error(stream.codec_context.width or 0, stream.codec_context.height or 0)
+    if too_large:
+        raise InferenceError(f"{path}: {too_large}")
+    return stream
 
 
 def check_start(start: float) -> float:
@@ -199,13 +220,7 @@ def _reason(err: BaseException) -> str:
 
 def _decode(container, path: Path, start: float, allow_silent: bool, config: SamplingConfig,
             end: float | None = None) -> VideoClip:
-    if not container.streams.video:
-        kind = "an audio file" if container.streams.audio else "not a video"
-        raise InferenceError(f"{path}: no video stream ({kind})")
-    stream = container.streams.video[0]
-    too_large = frame_size_error(stream.codec_context.width or 0, stream.codec_context.height or 0)
-    if too_large:
-        raise InferenceError(f"{path}: {too_large}")
+    stream = _video_stream(container, path)
     stream.thread_type = "AUTO"
     origin = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
     duration = _duration(container, stream, origin)
@@ -398,37 +413,20 @@ class VideoInfo:
 
 def probe_video(path: str | Path) -> VideoInfo:
     """A :class:`VideoInfo` for ``path``; refuses what :func:`decode_video` refuses about the file
-    itself (missing, unreadable, no video stream, frames over the size limit, under ``min_seconds``)."""
-    import av  # pulls in av
-
+    itself (missing, unreadable, no video stream, frames over the size limit)."""
     path = Path(path)
-    if not path.is_file():
-        raise InferenceError(f"{path}: video file not found")
-    try:
-        container = av.open(str(path))
-    except (av.FFmpegError, OSError, ValueError) as err:
-        raise InferenceError(f"{path}: not a readable video file ({_reason(err)})") from None
-    try:
-        with container:
-            if not container.streams.video:
-                kind = "an audio file" if container.streams.audio else "not a video"
-                raise InferenceError(f"{path}: no video stream ({kind})")
-            stream = container.streams.video[0]
-            width, height = stream.codec_context.width or 0, stream.codec_context.height or 0
-            too_large = frame_size_error(width, height)
-            if too_large:
-                raise InferenceError(f"{path}: {too_large}")
-            origin = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
-            duration = _duration(container, stream, origin)
-            rate = stream.average_rate or stream.guessed_rate
-            audio = container.streams.audio[0] if container.streams.audio else None
-            rotation = 0
-            for frame in container.decode(stream):
-                rotation = frame_rotation(frame)
-                width, height = frame.width, frame.height
-                break
-    except av.FFmpegError as err:
-        raise InferenceError(f"{path}: the video could not be decoded ({_reason(err)})") from None
+    with _opened(path) as container:
+        stream = _video_stream(container, path)
+        width, height = stream.codec_context.width or 0, stream.codec_context.height or 0
+        origin = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+        duration = _duration(container, stream, origin)
+        rate = stream.average_rate or stream.guessed_rate
+        audio = container.streams.audio[0] if container.streams.audio else None
+        rotation = 0
+        for frame in container.decode(stream):
+            rotation = frame_rotation(frame)
+            width, height = frame.width, frame.height
+            break
     turns = quarter_turns(rotation, path)
     if turns % 2:
         width, height = height, width

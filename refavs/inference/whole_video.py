@@ -42,7 +42,7 @@ import tempfile
 import time
 import warnings
 from array import array
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -51,7 +51,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from refavs.data.video_writer import VideoStreamWriter
-from refavs.data.writer import FILE_MODE, atomic_write_bytes
+from refavs.data.writer import FILE_MODE, atomic_write_bytes, replace_folder
 from refavs.inference.errors import InferenceError
 from refavs.inference.overlay import H264_ENCODER, OverlayStyle, VideoOverlay, h264_available
 from refavs.inference.rle import encode_rle
@@ -430,7 +430,7 @@ def save_video_prediction(prediction: VideoPrediction, directory: str | os.PathL
                 _remove(directory / stale)  # an older run's outputs that this one does not replace
         if mask_tmp is not None:
             os.chmod(mask_tmp, 0o755)
-            _replace_folder(mask_tmp, directory / MASKS_FOLDER)
+            replace_folder(mask_tmp, directory / MASKS_FOLDER)
             outputs["masks"] = MASKS_FOLDER
         if rle_file is not None:
             rle_file.close()
@@ -469,17 +469,6 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
     else:
         path.unlink(missing_ok=True)
-
-
-def _replace_folder(src: Path, dst: Path) -> None:
-    """Put folder ``src`` at ``dst``: an old ``dst`` is renamed aside first, then deleted."""
-    old = None
-    if dst.exists() or dst.is_symlink():
-        old = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=".old", dir=dst.parent))
-        os.replace(dst, old / dst.name)
-    os.replace(src, dst)
-    if old is not None:
-        _remove(old)
 
 
 def video_summary(prediction: VideoPrediction, times, areas, present, masks: str, outputs: dict,

@@ -30,7 +30,6 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import os
 import re
 import shutil
 import tempfile
@@ -39,7 +38,7 @@ from typing import Collection, Mapping
 
 import torch
 
-from refavs.data.writer import write_error
+from refavs.data.writer import replace_folder, write_error
 from refavs.models.config_base import ModelConfig
 from refavs.models.overrides import flatten, is_identity_field
 from refavs.models.registry import CONFIG_SCHEMA_VERSION, model_config_from_dict
@@ -232,23 +231,11 @@ def save_pretrained(model, directory: str | Path) -> Path:
                 (tmp / name).write_bytes(data)
             except OSError as err:  # a full disk, an I/O error: say which file of which checkpoint
                 raise write_error(directory / name, what, err) from err
-        _replace_dir(tmp, directory)
+        replace_folder(tmp, directory, refuse_other=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return directory
-
-
-def _replace_dir(src: Path, dst: Path) -> None:
-    if not dst.exists():
-        os.replace(src, dst)
-        return
-    if not dst.is_dir():
-        raise FileExistsError(f"{dst} exists and is not a folder")
-    old = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=".old", dir=dst.parent))
-    os.replace(dst, old / dst.name)
-    os.replace(src, dst)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def load_config(directory: str | Path) -> ModelConfig:

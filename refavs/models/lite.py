@@ -462,9 +462,11 @@ class LiteEEMC(nn.Module):
             k = self.sound_kernel(sounds)  # [C, T, D + 1]
             sounding_logits = torch.einsum("ctpd,ctd->ctp", v16, k[..., :d]) / math.sqrt(d) + k[..., d:]
             channels = sounding_logits[..., None]  # [C, T, P, M]
-            if self.rank_kernel is not None:  # second t's audio beside the clip's mean: how loud, how high
-                context = torch.cat([sounds, sounds.mean(1, keepdim=True).expand_as(sounds)], -1)
-                kr = self.rank_kernel(context).reshape(c, t, 2, d + 1)
+            # second t's audio beside the clip's mean: what the rank and level kernels read
+            beside_mean = (torch.cat([sounds, sounds.mean(1, keepdim=True).expand_as(sounds)], -1)
+                           if self.rank_kernel is not None or self.level_kernel is not None else None)
+            if self.rank_kernel is not None:  # how loud, how high, ranked
+                kr = self.rank_kernel(beside_mean).reshape(c, t, 2, d + 1)
                 rank_logits = torch.einsum("ctpd,ctkd->ctpk", v16, kr[..., :d]) / math.sqrt(d) + kr[..., d][:, :, None]
                 channels = torch.cat([channels, rank_logits], -1)
             m = channels.shape[-1]
@@ -473,8 +475,7 @@ class LiteEEMC(nn.Module):
             fed = self.sound_feed(feed.flatten(0, 1).transpose(1, 2)[..., None]).squeeze(-1).transpose(1, 2)
             v16 = v16 + fed.reshape(c, t, -1, d)
             if self.level_kernel is not None:  # how loud, how high, how early, against the others
-                context = torch.cat([sounds, sounds.mean(1, keepdim=True).expand_as(sounds)], -1)
-                kl = self.level_kernel(context).reshape(c, t, 2, d + 1)
+                kl = self.level_kernel(beside_mean).reshape(c, t, 2, d + 1)
                 level_logits = torch.einsum("ctpd,ctkd->ctpk", v16, kl[..., :d]) / math.sqrt(d) + kl[..., d][:, :, None]
                 compared = sound_comparisons(sounding_logits, level_logits)  # [C, P, F]
                 v16 = v16 + self.compare_feed(compared.to(v16.dtype))[:, None]
