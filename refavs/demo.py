@@ -28,6 +28,7 @@ Steps, each printed as it runs (everything lands in ``--out``):
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
@@ -41,14 +42,16 @@ from refavs.data.check import check_dataset
 from refavs.data.masks import MediaError
 from refavs.data.metadata import MetadataError, read_metadata
 from refavs.data.writer import atomic_write_bytes
+from refavs.features.config import get_feature_config
 from refavs.models.registry import get_model_config
 from refavs.scoring.cues import CUE_TYPES
 from refavs.scoring.report_kinds import DEMO_REPORT_KIND as REPORT_KIND
 from refavs.scoring.score import ScoreReport, expression_cues
 from refavs.scoring.table import format_report
 from refavs.synth.generate import generate, is_generation
+from refavs.synth.presets import get_preset
 from refavs.training.cli import split_overrides
-from refavs.training.config import get_train_config
+from refavs.training.config import get_train_config, recipe_for
 
 EVAL_SPLITS: tuple[str, ...] = ("val", "test_s", "test_u", "test_n")
 MIX_SPLITS: tuple[str, str] = ("test_s", "test_u")
@@ -128,6 +131,7 @@ class DemoReport:
     scores: dict = field(default_factory=dict)
     without_audio: dict = field(default_factory=dict)
     without_text: dict = field(default_factory=dict)
+    as_mono: dict = field(default_factory=dict)
     baseline: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)
     train: dict = field(default_factory=dict)
@@ -225,6 +229,7 @@ class DemoReport:
             "null_kinds_test_n": self.null_kinds_test_n(),
             "without_audio": {name: score.to_dict() for name, score in self.without_audio.items()},
             "without_text": {name: score.to_dict() for name, score in self.without_text.items()},
+            **({"as_mono": {name: score.to_dict() for name, score in self.as_mono.items()}} if self.as_mono else {}),
             "baseline_every_object": {name: score.to_dict() for name, score in self.baseline.items()},
             "goals": {g.name: {"goal": g.threshold, "lower_is_better": g.lower, "value": values[g.name],
                                "met": g.met(values[g.name])} for g in GOALS},
@@ -259,6 +264,14 @@ def _markdown(report: DemoReport, preset: str, seed: int, model: str) -> str:
             parts.append(f"{name} {metric} {getattr(scores.result, metric):.3f} "
                          f"(with text {getattr(report.scores[name].result, metric):.3f})")
         lines += ["With the text features zeroed: " + ", ".join(parts) + ".", ""]
+    if report.as_mono:  # how much hearing the side adds (a model of stereo features)
+        parts = []
+        for name, scores in report.as_mono.items():
+            heard = report.scores[name]
+            twins = [(g.J, heard.cues[c].J) for c, g in scores.cues.items() if c == "needs_audio" and c in heard.cues]
+            parts.append(f"{name} J {scores.result.J:.3f} (stereo {heard.result.J:.3f})"
+                         + "".join(f", its needs_audio rows {a:.3f} (stereo {b:.3f})" for a, b in twins))
+        lines += ["With the same sound from both sides (`--ablate mono`): " + "; ".join(parts) + ".", ""]
     if d["clauses_test_s"]:
         lines += ["J per clause kind of test_s, with the audio features zeroed too:", "",
                   "| clause | n | J | J audio zeroed | drop |", "| --- | --- | --- | --- | --- |"]
@@ -273,6 +286,7 @@ def _markdown(report: DemoReport, preset: str, seed: int, model: str) -> str:
                   f"| {_cell(v['empty_share_without_audio'])} |" for k, v in d["null_kinds_test_n"].items()] + [""]
     for title, scores in ((model, report.scores), (f"{model}, audio zeroed", report.without_audio),
                           (f"{model}, text zeroed", report.without_text),
+                          *(((f"{model}, the same sound from both sides", report.as_mono),) if report.as_mono else ()),
                           ("baseline every-object", report.baseline)):
         lines += [f"## {title}", "", "```", format_report(ScoreReport(scores, "dataset")), "```", ""]
     lines += ["![true and predicted masks](predictions.png)", ""]
@@ -306,15 +320,19 @@ def run_demo(out_dir: str | Path, preset: str = DEFAULT_PRESET, seed: int = 0, w
     train_items, model_items = split_overrides(list(overrides))
     model_config = get_model_config(config, model_items)
     pred_dir = predictions_dir(out_dir, model_config.name)
-    train_config = get_train_config(config.removesuffix("-reference"), train_items)
-    model_name = f"EEMC {config}" if config != "lite" else "lite EEMC"
+    train_config = get_train_config(recipe_for(config), train_items)
+    model_name = f"EEMC {config}" if not config.startswith("lite") else f"{config} EEMC"
+    # a model of stereo features is trained on stereo tracks
+    stereo = get_feature_config(model_config.feature_preset).audio.stereo
+    spec = dataclasses.replace(get_preset(preset), stereo=True) if stereo else get_preset(preset)
+    described = f"{preset}{', stereo' if stereo else ''}, seed {seed}"
 
     t = time.perf_counter()
-    if is_generation(data_dir, seed=seed, preset=preset):
-        log(f"[1/6] reusing Ref-AVS Synth ({preset}, seed {seed}) in {data_dir}")
+    if is_generation(data_dir, seed=seed, preset=spec):
+        log(f"[1/6] reusing Ref-AVS Synth ({described}) in {data_dir}")
     else:
-        log(f"[1/6] generating Ref-AVS Synth ({preset}, seed {seed}) in {data_dir} ...")
-        summary = generate(data_dir, seed=seed, preset=preset, workers=workers, force=True)
+        log(f"[1/6] generating Ref-AVS Synth ({described}) in {data_dir} ...")
+        summary = generate(data_dir, seed=seed, preset=spec, workers=workers, force=True)
         log("      expressions: " + ", ".join(f"{s} {c['expressions']}" for s, c in summary.counts.items()))
     log("[2/6] checking the dataset ...")
     check = check_dataset(data_dir, workers=workers)
@@ -347,7 +365,8 @@ def run_demo(out_dir: str | Path, preset: str = DEFAULT_PRESET, seed: int = 0, w
     log(f"[5/6] evaluating {result.best.name} on {', '.join(todo)}"
         + (f" ({', '.join(known)}: scored when training chose it)" if known else "")
         + f", {', '.join(MIX_SPLITS)} and test_n with the audio features zeroed, "
-        + f"{' and '.join(MIX_SPLITS)} with the text features zeroed ...")
+        + f"{' and '.join(MIX_SPLITS)} with the text features zeroed"
+        + (", test_s with the same sound from both sides" if stereo else "") + " ...")
     model = load_pretrained(result.best, device=device or "cpu")
     kwargs = dict(batch_size=train_config.eval_batch_size, device=device or "cpu",
                   mixed_precision=train_config.mixed_precision)  # as training scored val
@@ -356,10 +375,13 @@ def run_demo(out_dir: str | Path, preset: str = DEFAULT_PRESET, seed: int = 0, w
     # clip path with the plain ones; val chose the checkpoint, the ablations are measured on the
     # test splits of the goals
     variants = {None: todo, "audio": [*MIX_SPLITS, "test_n"], "text": list(MIX_SPLITS)}
+    if stereo:  # what hearing the side adds: the same sound from both sides
+        variants["mono"] = ["test_s"]
     reports = evaluate_variants(model, data_dir, test_splits, store, features.image, variants=variants,
                                 save_pred=pred_dir, **kwargs)
     report.scores = {s: known.get(s) or reports[None].splits[s] for s in EVAL_SPLITS}
     report.without_audio, report.without_text = reports["audio"].splits, reports["text"].splits
+    report.as_mono = reports["mono"].splits if stereo else {}
     # scored in memory from the cached masks (PNGs only for objects the cache lacks): no PNG written
     report.baseline = baseline_scores("every-object", data_dir, test_splits, store, workers=workers).splits
     report.timings["evaluate"] = time.perf_counter() - t
@@ -385,8 +407,9 @@ def register(subparsers) -> None:
     p.add_argument("--out", type=Path, default=Path("runs/demo"), help="output folder (default runs/demo)")
     p.add_argument("--preset", default=DEFAULT_PRESET, choices=("tiny", "small", "medium", "large"),
                    help=f"Ref-AVS Synth size (default {DEFAULT_PRESET}; tiny is a smoke test)")
-    p.add_argument("--config", default=MODEL_CONFIG, choices=("lite", "tiny"),
-                   help=f"the model config to train (default {MODEL_CONFIG}; tiny: the Mask2Former EEMC in small)")
+    p.add_argument("--config", default=MODEL_CONFIG, choices=("lite", "lite-stereo", "tiny"),
+                   help=f"the model config to train (default {MODEL_CONFIG}; lite-stereo: lite hearing where "
+                        f"sounds come from, on Ref-AVS Synth with stereo tracks; tiny: the Mask2Former EEMC in small)")
     p.add_argument("--seed", type=int, default=0, help="generation seed (default 0)")
     p.add_argument("--workers", type=int, default=2, help="processes/threads for generation and I/O (default 2)")
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: a GPU when available)")

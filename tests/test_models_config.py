@@ -114,11 +114,11 @@ def test_unknown_config_name():
 
 
 def test_the_registry_lists_every_architecture():
-    assert list(MODEL_CONFIGS) == ["paper", "paper-reference", "tiny", "tiny-reference", "lite"]
+    assert list(MODEL_CONFIGS) == ["paper", "paper-reference", "tiny", "tiny-reference", "lite", "lite-stereo"]
     for name in MODEL_CONFIGS:
         config = get_model_config(name)
         assert isinstance(config, ModelConfig) and config.name == name
-        assert config.architecture == ("lite" if name == "lite" else "eemc")
+        assert config.architecture == ("lite" if name.startswith("lite") else "eemc")
         assert model_config_from_dict(json.loads(json.dumps(config.to_dict()))) == config
     assert type(get_model_config("lite")) is LiteConfig and type(get_model_config("tiny")) is EEMCConfig
     with pytest.raises(ValueError, match="choose from paper, paper-reference, tiny, tiny-reference, lite"):

@@ -183,10 +183,11 @@ def write_frames(layout: DatasetLayout, folder: str, frames: np.ndarray, quality
 
 def write_audio(layout: DatasetLayout, folder: str, waveform: np.ndarray,
                 sample_rate: int = AUDIO_SAMPLE_RATE) -> None:
-    """Store a mono float waveform in [-1, 1] as 16-bit PCM ``audio.wav``."""
+    """Store a float waveform in [-1, 1], ``[samples]`` (mono) or ``[samples, 2]`` (left, right), as
+    16-bit PCM ``audio.wav``."""
     waveform = np.asarray(waveform, dtype=np.float32)
-    if waveform.ndim != 1:
-        raise ValueError(f"waveform must be 1-D (mono), got shape {waveform.shape}")
+    if not (waveform.ndim == 1 or (waveform.ndim == 2 and waveform.shape[1] == 2)):
+        raise ValueError(f"waveform must be [samples] (mono) or [samples, 2] (stereo), got shape {waveform.shape}")
     buf = io.BytesIO()
     sf.write(buf, np.clip(waveform, -1.0, 1.0), sample_rate, subtype="PCM_16", format="WAV")
     atomic_write_bytes(layout.audio(folder), buf.getvalue())

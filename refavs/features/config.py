@@ -11,6 +11,8 @@ an output could. Named presets:
 - ``lite``: ``tiny``'s audio and text, 160x160 frames normalised for EfficientNet-Lite0, and
   that backbone's stride-8 and stride-16 maps cached per frame (8-bit per channel), for the
   ``lite`` model.
+- ``lite-stereo``: ``lite`` whose audio features also say, per mel band, how much louder the left
+  channel is than the right (for stereo tracks, e.g. Ref-AVS Synth ``--stereo``).
 - ``vggish-random``: ``tiny`` with a randomly initialised VGGish, for tests and timing only.
 """
 
@@ -91,7 +93,8 @@ class LogMelConfig:
 class AudioFeatureConfig:
     """How a clip's audio becomes a ``[num_windows, dim]`` array.
 
-    Length rule: the waveform is mixed to mono, resampled to ``frontend.sample_rate``, then
+    Length rule: the waveform is mixed to mono (and, with ``stereo``, its left and right channels
+    are kept beside the mix), resampled to ``frontend.sample_rate``, then
     brought to exactly ``clip_seconds``: longer audio keeps its first ``clip_seconds``;
     shorter audio is extended by ``pad_mode`` (``repeat`` tiles the waveform from its start,
     ``zeros`` appends silence; an empty waveform is always zero-padded). The front end then
@@ -113,6 +116,10 @@ class AudioFeatureConfig:
         seed: seed of the random VGGish weights when ``vggish_weights`` is None.
         resample_lowpass_width: zero crossings of the windowed-sinc resampling filter per side.
         resample_rolloff: cut-off of the resampler as a fraction of the lower Nyquist rate.
+        stereo: append to each window's features where its sound comes from: per mel band, the
+            mean over the window of the left channel's log-mel minus the right's (``num_mel_bins``
+            more numbers; 0 for a mono file, whose channels are equal). The features before them
+            are those of the mono mix, as without the option.
     """
 
     encoder: AudioEncoderName = "logmel"
@@ -127,6 +134,7 @@ class AudioFeatureConfig:
     seed: int = 0
     resample_lowpass_width: int = 6
     resample_rolloff: float = 0.99
+    stereo: bool = False
 
     def __post_init__(self) -> None:
         if self.encoder not in ("vggish", "logmel"):
@@ -157,8 +165,21 @@ class AudioFeatureConfig:
 
     @property
     def dim(self) -> int:
-        """Feature width: 128 for VGGish, 2 x mel bands for the log-mel summary (128)."""
-        return 128 if self.encoder == "vggish" else 2 * self.frontend.num_mel_bins
+        """Feature width: 128 for VGGish, 2 x mel bands for the log-mel summary (128); ``stereo`` adds
+        one number per mel band (64)."""
+        base = 128 if self.encoder == "vggish" else 2 * self.frontend.num_mel_bins
+        return base + (self.frontend.num_mel_bins if self.stereo else 0)
+
+
+def stereo_bands(width: int) -> int:
+    """How many of the last numbers of an audio feature of ``width`` say where the sound comes
+    from (``stereo``: one per mel band); ValueError when ``width`` is not a stereo feature's."""
+    stereo = {AudioFeatureConfig(encoder=e, stereo=True, vggish_weights=None, vggish_pca=None).dim
+              for e in ("logmel", "vggish")}
+    if width not in stereo:
+        raise ValueError(f"audio features of width {width} are not stereo ones (width {', '.join(map(str, sorted(stereo)))}: "
+                         f"a feature preset with audio.stereo, e.g. lite-stereo)")
+    return LogMelConfig().num_mel_bins
 
 
 @dataclass(frozen=True)
@@ -271,18 +292,24 @@ def _lite() -> FeatureConfig:
                            visual=VisualFeatureConfig())
 
 
+def _lite_stereo() -> FeatureConfig:
+    lite = _lite()
+    return lite.replace(name="lite-stereo", audio=dataclasses.replace(lite.audio, stereo=True))
+
+
 def _vggish_random() -> FeatureConfig:
     return _tiny().replace(
         name="vggish-random",
         audio=AudioFeatureConfig(encoder="vggish", vggish_weights=None, vggish_pca=None, postprocess=False))
 
 
-FEATURE_PRESETS = {"paper": _paper, "tiny": _tiny, "lite": _lite, "vggish-random": _vggish_random}
+FEATURE_PRESETS = {"paper": _paper, "tiny": _tiny, "lite": _lite, "lite-stereo": _lite_stereo,
+                   "vggish-random": _vggish_random}
 """Named presets; each entry builds a fresh :class:`FeatureConfig`."""
 
 
 def get_feature_config(name: str) -> FeatureConfig:
-    """The named preset (``paper``, ``tiny``, ``lite``, ``vggish-random``)."""
+    """The named preset (``paper``, ``tiny``, ``lite``, ``lite-stereo``, ``vggish-random``)."""
     try:
         return FEATURE_PRESETS[name]()
     except KeyError:

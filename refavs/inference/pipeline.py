@@ -160,8 +160,11 @@ def check_expression_text(expression: str, max_tokens: int = DEFAULT_TEXT_TOKENS
 
 
 def sampling_for(config, base: SamplingConfig | None = None) -> SamplingConfig:
-    """``base`` (default settings) with the model's number of frames."""
-    return dataclasses.replace(base or SamplingConfig(), num_frames=config.num_frames)
+    """``base`` (default settings) with the model's number of frames, and both channels of the
+    audio kept for a model of stereo features."""
+    stereo = get_feature_config(config.feature_preset).audio.stereo
+    return dataclasses.replace(base or SamplingConfig(), num_frames=config.num_frames,
+                               audio_channels=2 if stereo else 1)
 
 
 @dataclass
@@ -328,7 +331,9 @@ class RefAVSPipeline:
             if start:
                 raise InferenceError("start applies to video files only; pass the arrays of the clip you want")
             frames, waveform, rate = video
-            clip = VideoClip.from_arrays(frames, waveform, rate, num_frames=self.settings.sampling.num_frames)
+            sampling = self.settings.sampling
+            clip = VideoClip.from_arrays(frames, waveform, rate, num_frames=sampling.num_frames,
+                                         channels=sampling.audio_channels)
         else:
             raise InferenceError("video must be a file path, a VideoClip or a tuple (frames, waveform, sample_rate)")
         too_large = frame_size_error(clip.frames.shape[2], clip.frames.shape[1])

@@ -60,7 +60,9 @@ class SamplingConfig:
         frame_interval: seconds between sampled frames (1 fps).
         frame_phase: where inside each interval a frame is taken, as a fraction (0.5: the middle).
         min_seconds: the shortest usable video (and the least video left after ``start``).
-        audio_rate: sample rate (Hz) of the decoded mono audio (the features' rate).
+        audio_rate: sample rate (Hz) of the decoded audio (the features' rate).
+        audio_channels: 1, the channels mixed to mono; 2, the left and the right channel (for a
+            model of stereo features; a mono track gives both the same).
     """
 
     num_frames: int = NUM_FRAMES
@@ -68,6 +70,11 @@ class SamplingConfig:
     frame_phase: float = 0.5
     min_seconds: float = 1.0
     audio_rate: int = 16_000
+    audio_channels: int = 1
+
+    def __post_init__(self) -> None:
+        if self.audio_channels not in (1, 2):
+            raise ValueError(f"audio_channels must be 1 (mono) or 2 (left, right), got {self.audio_channels}")
 
     @property
     def window_seconds(self) -> float:
@@ -82,8 +89,9 @@ class VideoClip:
     Attributes:
         frames: ``uint8 [T, H, W, 3]`` RGB frames at the video's own size, upright (the
             container's display rotation applied).
-        waveform: ``float32 [samples]`` mono audio of the window (may be shorter than 10 s; the
-            audio featurizer extends it by its own rule).
+        waveform: ``float32 [samples]`` mono audio of the window, or ``[2, samples]`` (left,
+            right) when decoded with ``audio_channels=2`` (may be shorter than 10 s; the audio
+            featurizer extends it by its own rule).
         sample_rate: rate of ``waveform`` in Hz.
         frame_times: the time (seconds from the start of the video) each frame was taken at.
         start: where the clip starts in the video (seconds).
@@ -109,9 +117,10 @@ class VideoClip:
 
     @classmethod
     def from_arrays(cls, frames: np.ndarray, waveform: np.ndarray, sample_rate: int,
-                    num_frames: int = NUM_FRAMES) -> "VideoClip":
+                    num_frames: int = NUM_FRAMES, channels: int = 1) -> "VideoClip":
         """A clip from ``frames`` (``uint8 [T, H, W, 3]``, one per second) and a waveform
-        (``[samples]`` or ``[channels, samples]``, any rate); raises :class:`InferenceError` on bad shapes."""
+        (``[samples]`` or ``[channels, samples]``, any rate), mixed to mono, or with ``channels=2``
+        its first two channels kept (left, right); raises :class:`InferenceError` on bad shapes."""
         frames = np.asarray(frames)
         if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
             raise InferenceError(f"frames must be a uint8 array [T, H, W, 3], got {frames.dtype} {frames.shape}")
@@ -121,8 +130,8 @@ class VideoClip:
             raise InferenceError(f"frames are empty: {frames.shape}")
         waveform = np.asarray(waveform, dtype=np.float32)
         if waveform.ndim == 2:
-            waveform = waveform.mean(axis=0)
-        if waveform.ndim != 1:
+            waveform = waveform[:2] if channels == 2 and waveform.shape[0] >= 2 else waveform.mean(axis=0)
+        if waveform.ndim not in (1, 2):
             raise InferenceError(f"the waveform must be [samples] or [channels, samples], got shape {waveform.shape}")
         if not np.all(np.isfinite(waveform)):
             raise InferenceError("the waveform holds NaN or infinite samples")
@@ -237,7 +246,8 @@ def _decode(container, path: Path, start: float, allow_silent: bool, config: Sam
     times = sample_times(start, window, config)
     frames, rotation = _decode_frames(container, stream, [origin + t for t in times], path)
     if container.streams.audio:
-        waveform = _decode_audio(container, container.streams.audio[0], origin + start, window, config.audio_rate)
+        waveform = _decode_audio(container, container.streams.audio[0], origin + start, window, config.audio_rate,
+                                 config.audio_channels)
         audio: AudioSource = "track"
         if waveform is None and not allow_silent:
             raise InferenceError(f"{path}: the audio track holds no samples; Ref-AVS needs the sound "
@@ -248,7 +258,9 @@ def _decode(container, path: Path, start: float, allow_silent: bool, config: Sam
             raise InferenceError(f"{path}: no audio track; Ref-AVS needs the sound "
                                  f"(--allow-silent / allow_silent=True runs on silence)")
     if waveform is None:
-        waveform, audio = np.zeros(int(round(window * config.audio_rate)), dtype=np.float32), "silence"
+        samples = int(round(window * config.audio_rate))
+        shape = samples if config.audio_channels == 1 else (config.audio_channels, samples)
+        waveform, audio = np.zeros(shape, dtype=np.float32), "silence"
     return VideoClip(frames=frames, waveform=waveform, sample_rate=config.audio_rate, frame_times=tuple(times),
                      start=start, window_seconds=window, duration=duration, source=str(path), audio=audio,
                      rotation=rotation)
@@ -335,13 +347,15 @@ def _decode_frames(container, stream, targets: Sequence[float], path: Path) -> t
     return np.stack(out), rotation
 
 
-def _decode_audio(container, stream, start: float, seconds: float, rate: int) -> np.ndarray | None:
-    """Mono float32 audio at ``rate`` from absolute time ``start`` for ``seconds`` (shorter when the
-    track ends first); None when the track yields no samples."""
+def _decode_audio(container, stream, start: float, seconds: float, rate: int,
+                  channels: int = 1) -> np.ndarray | None:
+    """float32 audio at ``rate`` from absolute time ``start`` for ``seconds`` (shorter when the
+    track ends first): ``[samples]`` mono, or ``[2, samples]`` (left, right) with ``channels=2``;
+    None when the track yields no samples."""
     import av  # pulls in av
 
     wanted = int(round(seconds * rate))
-    resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
+    resampler = av.AudioResampler(format="flt", layout="mono" if channels == 1 else "stereo", rate=rate)
     _seek(container, stream, start)
     chunks: list[np.ndarray] = []
     first: float | None = None
@@ -350,23 +364,25 @@ def _decode_audio(container, stream, start: float, seconds: float, rate: int) ->
         if first is None:
             first = float(frame.pts * stream.time_base) if frame.pts is not None else start
         for out in resampler.resample(frame):
-            chunk = out.to_ndarray().reshape(-1)
+            chunk = out.to_ndarray().reshape(-1, channels).T  # packed: interleaved channels
             chunks.append(chunk)
-            have += len(chunk)
+            have += chunk.shape[1]
         if first is not None and have >= wanted + (start - first) * rate:
             break
     for out in resampler.resample(None):
-        chunks.append(out.to_ndarray().reshape(-1))
+        chunks.append(out.to_ndarray().reshape(-1, channels).T)
     if not chunks or first is None:
         return None
-    audio = np.concatenate(chunks).astype(np.float32)
+    audio = np.concatenate(chunks, axis=1).astype(np.float32)
     offset = int(round((start - first) * rate))
     if offset >= 0:
-        audio = audio[offset:]
+        audio = audio[:, offset:]
     else:  # the track starts after the window does: silence until it begins
-        audio = np.concatenate([np.zeros(-offset, dtype=np.float32), audio])
-    audio = audio[:wanted]
-    return audio if len(audio) else None
+        audio = np.concatenate([np.zeros((channels, -offset), dtype=np.float32), audio], axis=1)
+    audio = audio[:, :wanted]
+    if not audio.shape[1]:
+        return None
+    return audio[0] if channels == 1 else np.ascontiguousarray(audio)
 
 
 # ---------------------------------------------------------------- whole videos: probing and streaming

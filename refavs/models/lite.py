@@ -237,6 +237,10 @@ class LiteEEMC(nn.Module):
             self.sound_feed = nn.Conv2d(self._sound_channels * (t + 1), d, 1)
             self.level_kernel = _mlp(2 * d, 2 * d, 2 * (d + 1)) if h.sound_compare else None
             self.compare_feed = nn.Linear(COMPARE_FEATURES, d) if h.sound_compare else None
+            self.sound_side = nn.Linear(d, 2) if h.sound_side else None
+            if self.sound_side is not None:  # starts as no bias at all
+                nn.init.zeros_(self.sound_side.weight)
+                nn.init.zeros_(self.sound_side.bias)
         self.fuse16 = ContextAttention(d, d, h.num_heads, h.dropout)
         # the positions of a frame attend to each other once the sentence has reached them
         self.spatial = nn.ModuleList(ContextAttention(d, d, h.num_heads, h.dropout) for _ in range(h.spatial_layers))
@@ -461,6 +465,10 @@ class LiteEEMC(nn.Module):
         if h.sounding_map:  # from the audio of second t alone, matched against frame t
             k = self.sound_kernel(sounds)  # [C, T, D + 1]
             sounding_logits = torch.einsum("ctpd,ctd->ctp", v16, k[..., :d]) / math.sqrt(d) + k[..., d:]
+            if self.sound_side is not None:  # where the sound comes from, as a bias over the columns
+                x = coordinate_channels(1, g16, g16, v16.device, v16.dtype)[0, 0].flatten()  # [P]
+                columns = torch.stack([x, x * x - 1 / 3])  # [2, P]
+                sounding_logits = sounding_logits + torch.einsum("ctk,kp->ctp", self.sound_side(sounds), columns)
             channels = sounding_logits[..., None]  # [C, T, P, M]
             # second t's audio beside the clip's mean: what the rank and level kernels read
             beside_mean = (torch.cat([sounds, sounds.mean(1, keepdim=True).expand_as(sounds)], -1)

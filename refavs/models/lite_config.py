@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Literal, Mapping
 
 from refavs.data.layout import MASK_SIZE, NUM_FRAMES
+from refavs.features.config import get_feature_config
 from refavs.models.config_base import ConfigMethods
 
 ARCHITECTURE = "lite"
@@ -94,6 +95,11 @@ class LiteHeadConfig:
             pitch and onset over the clip, and each of them minus the largest and minus the
             smallest among the clip's sounding positions, so that "the loudest", "the
             lowest-pitched" or "the first to sound" is the position where one of them is 0.
+        sound_side: with ``sounding_map``, the audio of second t also sets a smooth bias over
+            the columns of frame t's sounding-object map (x and x^2 - 1/3 of each position, the
+            coefficients from the audio token; zero at the start), so that a sound heard on the
+            left (stereo features) can mark the object on the left directly. False (configs saved
+            before it existed).
         spatial_layers: self-attention layers among the stride-16 positions of a frame after the
             dense fusion, so that a pixel that has read the sentence sees its surroundings
             (relations, comparisons). 0 (configs saved before it existed); 1 in the ``lite``
@@ -135,6 +141,7 @@ class LiteHeadConfig:
     sounding_map: bool = True
     rank_maps: bool = False
     sound_compare: bool = False
+    sound_side: bool = False
     spatial_layers: int = 0
     spatial_prior: bool = False
     kernel_reads_frame: bool = False
@@ -224,6 +231,8 @@ class LiteConfig(ConfigMethods):
             problems.append(f"head.dropout must be in [0, 1), got {self.head.dropout}")
         if self.head.sound_compare and not self.head.sounding_map:
             problems.append("head.sound_compare needs head.sounding_map")
+        if self.head.sound_side and not self.head.sounding_map:
+            problems.append("head.sound_side needs head.sounding_map")
         if self.head.presence_hears and not (self.head.presence and self.head.sounding_map):
             problems.append("head.presence_hears needs head.presence and head.sounding_map")
         if self.architecture != ARCHITECTURE:
@@ -263,5 +272,17 @@ def lite_config() -> LiteConfig:
     return LiteConfig(head=LiteHeadConfig(refine=True, spatial_layers=1, spatial_prior=True))
 
 
-LITE_CONFIGS: dict[str, Callable[[], LiteConfig]] = {"lite": lite_config}
+def lite_stereo_config() -> LiteConfig:
+    """``lite-stereo``: ``lite`` on the ``lite-stereo`` features, whose audio of each second also
+    says, per mel band, how much louder the left channel is than the right (for stereo tracks),
+    with ``head.sound_side`` on, so that the side a sound comes from marks the object there
+    (chosen on val, docs/experiments.md)."""
+    base = lite_config()
+    features = get_feature_config("lite-stereo")
+    return dataclasses.replace(base, name="lite-stereo", feature_preset=features.name,
+                               inputs=dataclasses.replace(base.inputs, audio_dim=features.audio.dim),
+                               head=dataclasses.replace(base.head, sound_side=True))
+
+
+LITE_CONFIGS: dict[str, Callable[[], LiteConfig]] = {"lite": lite_config, "lite-stereo": lite_stereo_config}
 """The ``lite`` model's named configurations; each entry builds a fresh :class:`LiteConfig`."""

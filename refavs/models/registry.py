@@ -1,7 +1,7 @@
 """Every named model configuration of the family, and configs read back from saved dicts.
 
 - :data:`MODEL_CONFIGS`: ``paper``, ``paper-reference``, ``tiny``, ``tiny-reference``
-  (:mod:`refavs.models.eemc_config`) and ``lite`` (:mod:`refavs.models.lite_config`);
+  (:mod:`refavs.models.eemc_config`), ``lite`` and ``lite-stereo`` (:mod:`refavs.models.lite_config`);
   :func:`get_model_config` builds one with ``key=value`` overrides.
 - :data:`CONFIG_CLASSES`: the config class of each ``architecture``;
   :func:`model_config_from_dict` reads a ``to_dict`` dict (a checkpoint's ``config.json``, a

@@ -10,11 +10,18 @@ and frame ``k`` (taken at second ``k``) shows the objects that sound in it.
 
 Each note is normalised to unit RMS before it is scaled by the object's loudness, so the
 ``level_db`` steps (8 dB apart) are what a listener hears, whatever the timbre.
+
+Stereo (:attr:`~refavs.synth.presets.SynthPreset.stereo`): each object's sound in second ``k``
+is panned by where the object stands in frame ``k`` (:func:`pan_gains`), so the left channel
+hears the left of the frame louder. The pan keeps the sum of the channels, so the mono mix of a
+stereo track is the mono track (before clipping and 16-bit rounding): the pan adds where a sound
+comes from and changes nothing else.
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Sequence
 
 import numpy as np
 
@@ -52,6 +59,11 @@ NOISE_BAND = 1.4
 
 NOISE_STREAM = 2
 """Stream of the scene seed that draws the background noise and the noise timbres."""
+
+PAN_WIDTH = 1.0
+"""How far the pan goes: an object at horizontal position ``x`` (0 left edge, 1 right edge) has
+pan ``p = PAN_WIDTH * (2 x - 1)`` and channel gains ``1 - p`` (left) and ``1 + p`` (right). The
+left column's centre (x = 1/6) is then 14 dB louder on the left, the centre column even."""
 
 
 def second_span(k: int, sample_rate: int = AUDIO_SAMPLE_RATE) -> tuple[int, int]:
@@ -144,10 +156,41 @@ def object_track(audio: ObjectAudio, rng: np.random.Generator, reference_rms: fl
     return track
 
 
-def synthesize(scene: Scene, reference_rms: float, sample_rate: int = AUDIO_SAMPLE_RATE) -> np.ndarray:
-    """``[10 * sample_rate]`` float32 in [-1, 1]: every object's track plus the background noise."""
+def pan_gains(x: float) -> tuple[float, float]:
+    """(left, right) gains of a sound at horizontal position ``x`` (a fraction of the frame width,
+    0 at the left edge); their mean is 1 (see :data:`PAN_WIDTH`)."""
+    p = PAN_WIDTH * (2.0 * min(max(x, 0.0), 1.0) - 1.0)
+    return 1.0 - p, 1.0 + p
+
+
+def object_pan(centers: Sequence[tuple[float, float] | None], seconds: Sequence[int], size: int,
+               sample_rate: int = AUDIO_SAMPLE_RATE) -> np.ndarray:
+    """``[2, 10 * sample_rate]``: the left and right gains of an object's sound over time, by where
+    it stands in the frame of each second it sounds in (1 where it does not sound, or is not seen)."""
+    gains = np.ones((2, NUM_FRAMES * sample_rate))
+    for k in seconds:
+        center = centers[k] if k < len(centers) else None
+        if center is None:
+            continue
+        start, end = second_span(k, sample_rate)
+        left, right = pan_gains(center[0] / size)
+        gains[0, start:end], gains[1, start:end] = left, right
+    return gains
+
+
+def synthesize(scene: Scene, reference_rms: float, sample_rate: int = AUDIO_SAMPLE_RATE,
+               stereo: bool = False) -> np.ndarray:
+    """Every object's track plus the background noise, float32 in [-1, 1]: ``[10 * sample_rate]``,
+    or ``[10 * sample_rate, 2]`` (left, right) with ``stereo``, each object panned by its place
+    (:func:`object_pan`) and the noise the same in both channels. The random draws are the same
+    either way, so the mono mix of the stereo track is the mono track."""
     rng = np.random.default_rng([scene.seed, NOISE_STREAM])
-    mix = scene.noise_rms * rng.standard_normal(NUM_FRAMES * sample_rate)
+    noise = scene.noise_rms * rng.standard_normal(NUM_FRAMES * sample_rate)
+    mix = np.stack([noise, noise]) if stereo else noise
     for obj in scene.objects:
-        mix += object_track(obj.audio, rng, reference_rms, sample_rate)
+        track = object_track(obj.audio, rng, reference_rms, sample_rate)
+        if stereo:
+            track = track * object_pan(obj.visual.centers, obj.audio.seconds, scene.size, sample_rate)
+        mix += track
+    mix = mix.T if stereo else mix
     return np.clip(mix, -1.0, 1.0).astype(np.float32)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import json
 import sys
@@ -11,7 +12,7 @@ from pathlib import Path
 from refavs.console import fail
 from refavs.synth.figure import make_figure
 from refavs.synth.generate import OutputFolderError, generate
-from refavs.synth.presets import MAX_SIZE, MIN_SIZE, PRESETS, check_size
+from refavs.synth.presets import MAX_SIZE, MIN_SIZE, PRESETS, check_size, get_preset
 from refavs.synth.stats import dataset_stats, format_stats
 
 
@@ -42,6 +43,9 @@ def register(subparsers) -> None:
                         + " (default small)")
     p.add_argument("--size", type=int, metavar="PX",
                    help=f"frame side in pixels, {MIN_SIZE} to {MAX_SIZE} (default: the preset's)")
+    p.add_argument("--stereo", action="store_true",
+                   help="two-channel tracks, each object's sound panned by its place in the frame "
+                        "(their mono mix is the mono track)")
     p.add_argument("--workers", type=int, help="processes making clips (default: CPUs, at most 4); "
                                                "the files do not depend on it")
     p.add_argument("--force", action="store_true",
@@ -74,7 +78,8 @@ def _run_generate(args: argparse.Namespace) -> int:
     if args.workers is not None and args.workers < 1:
         return _error(f"--workers must be at least 1, got {args.workers}")
     try:
-        summary = generate(args.out, seed=args.seed, preset=args.preset, size=args.size, workers=args.workers,
+        preset = dataclasses.replace(get_preset(args.preset), stereo=True) if args.stereo else args.preset
+        summary = generate(args.out, seed=args.seed, preset=preset, size=args.size, workers=args.workers,
                            force=args.force, progress=not args.no_progress and not args.json and sys.stderr.isatty())
     except OutputFolderError as err:
         return _error(str(err))

@@ -54,10 +54,11 @@ def mask_png(mask: np.ndarray) -> bytes:
 
 
 def audio_wav(waveform: np.ndarray, sample_rate: int = AUDIO_SAMPLE_RATE) -> bytes:
-    """A mono waveform in [-1, 1] as :func:`~refavs.data.writer.write_audio` encodes it (16-bit PCM)."""
+    """A waveform in [-1, 1], ``[samples]`` (mono) or ``[samples, 2]`` (left, right), as
+    :func:`~refavs.data.writer.write_audio` encodes it (16-bit PCM)."""
     waveform = np.asarray(waveform, dtype=np.float32)
-    if waveform.ndim != 1:
-        raise ValueError(f"waveform must be 1-D (mono), got shape {waveform.shape}")
+    if not (waveform.ndim == 1 or (waveform.ndim == 2 and waveform.shape[1] == 2)):
+        raise ValueError(f"waveform must be [samples] (mono) or [samples, 2] (stereo), got shape {waveform.shape}")
     buf = io.BytesIO()
     sf.write(buf, np.clip(waveform, -1.0, 1.0), sample_rate, subtype="PCM_16", format="WAV")
     return buf.getvalue()

@@ -188,7 +188,7 @@ def make_clip(task: ClipTask) -> ClipResult:
             chosen += name_only(rng, options, chosen)
         folder = null_folder(vid) if null else vid
         files.add_frames(folder, clip.frames)
-        files.add_audio(folder, synthesize(scene, preset.scene.reference_rms))
+        files.add_audio(folder, synthesize(scene, preset.scene.reference_rms, stereo=preset.stereo))
         if null:
             files.add_masks(folder, 0, np.zeros_like(clip.masks[0]))
         # sounding-object masks belong to the media (the audio): under the media folder
@@ -247,7 +247,8 @@ def _add_null_folder(files: ClipFiles, folder: str, clip, scene, track: str, hea
     """The media of a replaced-track folder: the clip's frames, the new track, an empty target
     (``fid_0``) and empty sounding-object masks (no visible object sounds)."""
     files.add_frames(folder, clip.frames)
-    files.add_audio(folder, synthesize(track_scene(scene, track, heard), preset.scene.reference_rms))
+    files.add_audio(folder, synthesize(track_scene(scene, track, heard), preset.scene.reference_rms,
+                                       stereo=preset.stereo))
     empty = np.zeros_like(clip.masks[0])
     files.add_masks(folder, 0, empty)
     files.add_sounding(folder, empty.astype(bool))

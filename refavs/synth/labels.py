@@ -30,11 +30,11 @@ from refavs.data.labels import SOUND_LEVELS, SOUND_RANKS, SOUNDING, TARGET_SECON
 from refavs.data.layout import NUM_FRAMES
 from refavs.data.records import Expression
 from refavs.features.cache.kinds import CacheKind, ExtractionContext, folder_items, unpack_masks
-from refavs.synth.layout import folder_records, has_sounding, is_synth, read_scenes
+from refavs.synth.layout import folder_records, has_sounding, is_synth, read_scenes, read_synth_info
 from refavs.synth.negatives import null_negatives
 from refavs.synth.sound_ranks import sound_level_maps, sound_rank_maps
 from refavs.synth.sounding import load_sounding_masks, target_sounding_seconds
-from refavs.synth.stats import twin_ambiguous
+from refavs.synth.stats import is_stereo, twin_ambiguous
 
 SOUNDING_SIZE = 48
 """Side of the cached sounding-object masks (the ``lite`` model pools them to its stride-16 grid)."""
@@ -112,7 +112,9 @@ class SynthLabels:
                       log: Callable[[str], None]) -> list[Expression]:
         kept = list(rows)
         if options.drop_twin_ambiguous:
-            twins = {e["uid"] for scene in self.records for e in scene["expressions"] if twin_ambiguous(scene, e)}
+            stereo = is_stereo(read_synth_info(self.root))
+            twins = {e["uid"] for scene in self.records for e in scene["expressions"]
+                     if twin_ambiguous(scene, e, stereo)}
             kept = [r for r in kept if r.uid not in twins]
             log(f"{len(rows) - len(kept)} twin-ambiguous training expressions left out, {len(kept)} kept")
         if options.null_negatives:

@@ -102,8 +102,11 @@ def track_scene(scene: Scene, track: str, heard: Sequence[HeardSource] = ()) -> 
     if track == CHANGED:
         if not heard:
             raise ValueError(f"{scene.vid}: a changed track needs its off-screen sources")
-        carrier = scene.objects[0].visual   # never drawn: only the audio of these objects is used
-        return dataclasses.replace(scene, objects=tuple(SceneObject(i, carrier, h.audio) for i, h in enumerate(heard)))
+        # never drawn: each source stands where the clip's sounding object whose seconds it copies
+        # stands (what a stereo track pans by), so neither its timing nor its place tells it apart
+        places = [o.visual for o in scene.objects if o.audio.sounds] or [scene.objects[0].visual]
+        return dataclasses.replace(scene, objects=tuple(SceneObject(i, places[i % len(places)], h.audio)
+                                                        for i, h in enumerate(heard)))
     raise ValueError(f"unknown track {track!r}; use {ORIGINAL}, {MUTED} or {CHANGED}")
 
 

@@ -101,6 +101,9 @@ class SynthPreset:
         test_n_tracks: relative chance of a test_n clip's track being ``muted``, ``changed``
             (the real benchmark's two kinds) or the original one, whose null rows are Synth's own
             (``condition``, ``absent``).
+        stereo: write two-channel tracks in which each object's sound is panned by its place in
+            the frame (:func:`~refavs.synth.audio.pan_gains`); their mono mix is the mono track.
+            Mono audio cannot tell two look-alikes apart, a listener with two ears can.
         scene: how scenes are sampled.
     """
 
@@ -117,6 +120,7 @@ class SynthPreset:
     null_row_share: float = 0.045
     null_rows_per_folder: int = 4
     test_n_tracks: tuple[float, float, float] = (0.3, 0.3, 0.4)
+    stereo: bool = False
     scene: SceneConfig = field(default_factory=SceneConfig)
 
     def __post_init__(self) -> None:
@@ -189,6 +193,8 @@ class SynthPreset:
             out["train_name_slot"] = True
         if self.train_recolour:  # likewise
             out["train_recolour"] = self.train_recolour
+        if self.stereo:  # likewise
+            out["stereo"] = True
         return out
 
     def recolour_for(self, split: str) -> float:

@@ -82,6 +82,7 @@ def dataset_stats(root: str | Path) -> SynthStats:
     """
     info = read_synth_info(root)
     records = read_scenes(root)
+    stereo = is_stereo(info)
     splits: dict[str, SplitStats] = {}
     areas: dict[str, list[float]] = {}
     frames: dict[str, list[int]] = {}
@@ -109,7 +110,7 @@ def dataset_stats(root: str | Path) -> SynthStats:
                 counted[1] += NUM_FRAMES
                 continue
             target = rec["objects"][e["target"]]
-            s.twin_ambiguous += twin_ambiguous(rec, e)
+            s.twin_ambiguous += twin_ambiguous(rec, e, stereo)
             name = target["visual"]["category"]
             s.categories[name] = s.categories.get(name, 0) + 1
             area = target["visual"]["area"]
@@ -133,10 +134,17 @@ def dataset_stats(root: str | Path) -> SynthStats:
     return SynthStats(root=str(root), info=info, splits=ordered)
 
 
-def twin_ambiguous(scene: dict, expression: dict) -> bool:
+def is_stereo(info: dict) -> bool:
+    """Whether the dataset whose synth.json is ``info`` has stereo tracks (preset ``stereo``)."""
+    return bool(info.get("preset", {}).get("stereo", False))
+
+
+def twin_ambiguous(scene: dict, expression: dict, stereo: bool = False) -> bool:
     """Whether a needs_audio expression stays ambiguous to a listener who hears every category's
     sound but not where it comes from (mono audio): a look-alike of the target that fits the
-    expression without the audio is on screen while the target sounds (or the target is silent)."""
+    expression without the audio is on screen while the target sounds (or the target is silent).
+    With ``stereo`` (a track panned by place) a look-alike in another column is heard apart: only
+    one in the target's column leaves the expression ambiguous."""
     if not expression["needs_audio"] or expression["target"] is None:
         return False
     objects = scene["objects"]
@@ -145,6 +153,8 @@ def twin_ambiguous(scene: dict, expression: dict) -> bool:
     for fid in expression["candidates_without_audio"]:
         other = objects[fid]
         if fid == expression["target"] or other["visual"]["category"] != target["visual"]["category"]:
+            continue
+        if stereo and other["visual"]["column"] != target["visual"]["column"]:
             continue
         if not seconds or any(other["visual"]["area"][k] > 0 for k in seconds):
             return True
@@ -165,7 +175,7 @@ def format_stats(stats: SynthStats) -> str:
     """The stats as plain-text tables."""
     info = stats.info
     lines = [f"Ref-AVS Synth {stats.root}: seed {info.get('seed')}, preset {info.get('preset', {}).get('name')}, "
-             f"{info.get('size')} px, generator {info.get('version')}", ""]
+             f"{info.get('size')} px, generator {info.get('version')}" + (", stereo" if is_stereo(info) else ""), ""]
     max_objects = max((n for s in stats.splits.values() for n in s.objects_per_clip), default=4)
     counts = list(range(1, max_objects + 1))
 

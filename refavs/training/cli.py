@@ -15,7 +15,7 @@ from refavs.data.metadata import MetadataError
 from refavs.models.registry import MODEL_CONFIGS, get_model_config
 from refavs.models.segmenter import SegmenterLoadError
 from refavs.scoring.table import format_report
-from refavs.training.config import TRAIN_RECIPES, TrainConfig, get_train_config
+from refavs.training.config import TrainConfig, get_train_config, recipe_for
 
 
 def split_overrides(overrides: list[str]) -> tuple[list[str], list[str]]:
@@ -64,8 +64,9 @@ def register(subparsers) -> None:
     e.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     e.add_argument("--save-pred", type=Path, metavar="DIR",
                    help="write predictions as DIR/<uid>/<frame>.png (refavs score reads them)")
-    e.add_argument("--ablate", choices=("audio", "text", "visual", "other_audio"),
-                   help="zero one input modality, or (other_audio) give each clip another clip's audio")
+    e.add_argument("--ablate", choices=("audio", "text", "visual", "other_audio", "mono"),
+                   help="zero one input modality, or (other_audio) give each clip another clip's audio, or "
+                        "(mono) the same sound from both sides to a model of stereo features")
     e.add_argument("--aggregation", choices=("dataset", "reference"), default="dataset",
                    help="dataset (default) or reference (batches of 4 clips in metadata order)")
     e.add_argument("--batch-size", type=int, default=4, help="clips per batch (default 4, as the reference)")
@@ -92,8 +93,7 @@ def run_train(args: argparse.Namespace) -> int:
             return _fail("train", str(err), 1)
     train_items, model_items = split_overrides(args.overrides)
 
-    base = args.config.removesuffix("-reference")
-    recipe = args.recipe or (base if base in TRAIN_RECIPES else "tiny")
+    recipe = args.recipe or recipe_for(args.config)
     try:
         model_config = get_model_config(args.config, model_items)
         train_config = get_train_config(recipe, train_items)

@@ -150,6 +150,13 @@ TRAIN_RECIPES = {"paper": _paper, "tiny": _tiny, "lite": _lite}
 """Named recipes; the model config of the same name uses the recipe of the same name by default."""
 
 
+def recipe_for(model_config_name: str) -> str:
+    """The recipe a named model config trains with by default: the one named like its base
+    (``tiny-reference`` -> ``tiny``, ``lite-stereo`` -> ``lite``), else ``tiny``."""
+    base = model_config_name.removesuffix("-reference").removesuffix("-stereo")
+    return base if base in TRAIN_RECIPES else "tiny"
+
+
 def get_train_config(name: str, overrides: Iterable[str] = ()) -> TrainConfig:
     """The named recipe with ``key=value`` overrides applied."""
     try:

@@ -12,7 +12,8 @@ gives the same numbers; without it they are computed on the float probabilities.
 ``text`` zero their features (the text mask is kept), ``visual`` replaces every frame by the
 mean image (zeros after normalisation), ``other_audio`` gives each clip the audio of the next
 clip of its batch (a batch of one clip: that of the clip before it): a sound is there, but not
-the clip's. A model trained on null rows reads
+the clip's; ``mono`` gives a model of stereo features (``lite-stereo``) the same sound from
+both sides (each window's left-minus-right numbers zeroed, what a mono file gives). A model trained on null rows reads
 zeroed audio as silence and rightly answers "nothing" to a sentence about a sound, so
 ``other_audio`` is the ablation that shows whether it uses what it hears (which object is
 loudest, highest, first), not only whether anything sounds.
@@ -42,12 +43,13 @@ from tqdm import tqdm
 from refavs.data.batch import ClipBatch
 from refavs.data.writer import WriteError, remove_temp_files
 from refavs.data.dataset import RefAVSDataset, collate
+from refavs.features.config import stereo_bands
 from refavs.metrics import RefAVSMetrics
 from refavs.scoring.predictions import write_prediction
 from refavs.scoring.score import ScoreReport, split_score
 
 Ablation = Literal["audio", "text", "visual"]
-ABLATIONS: tuple[str, ...] = ("audio", "text", "visual", "other_audio")
+ABLATIONS: tuple[str, ...] = ("audio", "text", "visual", "other_audio", "mono")
 PREDICTION_NAMES = "[0-9]*.png"
 """The prediction frames' file names (a glob pattern), whose leftover temporary files a writer removes."""
 
@@ -80,6 +82,11 @@ def ablate_batch(batch: ClipBatch, ablate: str | None, spare_audio: torch.Tensor
             raise ValueError("ablate=other_audio needs a batch of at least two clips, or another clip's audio "
                              "(batch_size >= 2, clip ids set)")
         return dataclasses.replace(batch, audio=spare_audio.to(batch.audio)[None].expand_as(batch.audio))
+    if ablate == "mono":  # the same sound from both sides: the stereo features' pan zeroed
+        bands = stereo_bands(batch.audio.shape[-1])
+        audio = batch.audio.clone()
+        audio[..., -bands:] = 0
+        return dataclasses.replace(batch, audio=audio)
     if ablate == "visual":  # the frames, and the backbone maps cached from them
         visual = None if batch.visual is None else {k: torch.zeros_like(v) for k, v in batch.visual.items()}
         pixels = None if batch.pixel_values is None else torch.zeros_like(batch.pixel_values)
@@ -134,7 +141,7 @@ def evaluate(model, data_dir: str | Path, splits: Sequence[str], features, image
         features: the feature source (a :class:`~refavs.features.cache.FeatureStore`).
         image: the frames' :class:`~refavs.features.config.ImageConfig`.
         aggregation: ``dataset`` or ``reference`` (batches of 4 clips in metadata order).
-        ablate: ``audio``, ``text``, ``visual`` or ``other_audio`` (see the module docstring).
+        ablate: ``audio``, ``text``, ``visual``, ``other_audio`` or ``mono`` (see the module docstring).
         save_pred: folder to write ``<uid>/<frame>.png`` probabilities into.
         forward_rows: at most this many expressions per model forward (a batch of more runs in
             several; the numbers do not change): ``auto``, :func:`auto_forward_rows`; None, the

@@ -44,24 +44,42 @@ class AudioFeaturizer(nn.Module):
         return self.frontend.window.device
 
     def prepare(self, waveform: np.ndarray, sample_rate: int) -> torch.Tensor:
-        """``[channels, samples]`` or ``[samples]`` at any rate -> ``[clip_samples]`` mono at the front end's rate."""
+        """``[channels, samples]`` or ``[samples]`` at any rate -> ``[clip_samples]`` mono at the front
+        end's rate; with ``config.stereo``, ``[3, clip_samples]``: the mono mix, the left and the right
+        channel (a mono file's channels are its one channel; more than two: the first two)."""
         cfg = self.config
-        mono = torch.from_numpy(np.ascontiguousarray(to_mono(waveform)))
-        if not torch.isfinite(mono).all():
-            raise ValueError("the waveform holds NaN or infinite samples")
-        mono = resample(mono.double(), sample_rate, cfg.frontend.sample_rate,
-                        cfg.resample_lowpass_width, cfg.resample_rolloff).float()
-        return torch.from_numpy(fit_length(mono.numpy(), cfg.clip_samples, cfg.pad_mode))
+        channels = [to_mono(waveform)]
+        if cfg.stereo:
+            waveform = np.asarray(waveform, dtype=np.float32)
+            two = waveform[:2] if waveform.ndim == 2 and waveform.shape[0] >= 2 else [channels[0]] * 2
+            channels += list(two)
+        out = []
+        for channel in channels:
+            signal = torch.from_numpy(np.ascontiguousarray(channel))
+            if not torch.isfinite(signal).all():
+                raise ValueError("the waveform holds NaN or infinite samples")
+            signal = resample(signal.double(), sample_rate, cfg.frontend.sample_rate,
+                              cfg.resample_lowpass_width, cfg.resample_rolloff).float()
+            out.append(torch.from_numpy(fit_length(signal.numpy(), cfg.clip_samples, cfg.pad_mode)))
+        return torch.stack(out) if cfg.stereo else out[0]
 
     @torch.no_grad()
     def embed_prepared(self, waveforms: torch.Tensor) -> torch.Tensor:
-        """``[B, clip_samples]`` prepared waveforms -> ``[B, num_windows, dim]``."""
-        patches = self.frontend(waveforms.to(self.device))[:, : self.config.num_windows]  # [B, W, 96, 64]
+        """``[B, clip_samples]`` prepared waveforms (``[B, 3, clip_samples]`` with ``config.stereo``)
+        -> ``[B, num_windows, dim]``."""
+        stereo = self.config.stereo
+        signals = waveforms.flatten(0, 1) if stereo else waveforms
+        patches = self.frontend(signals.to(self.device))[:, : self.config.num_windows]  # [B(x3), W, 96, 64]
+        if stereo:
+            patches = patches.reshape(waveforms.shape[0], 3, *patches.shape[1:])
+            pan = (patches[:, 1] - patches[:, 2]).mean(-2)  # [B, W, bands]: left minus right
+            patches = patches[:, 0]
         b, w = patches.shape[:2]
         out = self.encoder(patches.reshape(b * w, *patches.shape[2:]))
         if self.postprocess is not None:
             out = self.postprocess(out)
-        return out.reshape(b, w, -1).float()
+        out = out.reshape(b, w, -1).float()
+        return torch.cat([out, pan.float()], -1) if stereo else out
 
     def embed_waveforms(self, items: Sequence[tuple[np.ndarray, int]]) -> torch.Tensor:
         """``[(waveform, sample_rate), ...]`` -> ``[B, num_windows, dim]``."""

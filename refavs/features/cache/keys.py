@@ -34,6 +34,8 @@ class FeatureCacheError(RuntimeError):
 def audio_settings(config: AudioFeatureConfig) -> dict:
     """The audio settings that change the features, with the encoder's identity."""
     settings = dataclasses.asdict(config)
+    if not config.stereo:  # mono features keep the keys they had before the option existed
+        settings.pop("stereo")
     if config.encoder == "logmel":
         for name in ("vggish_weights", "vggish_pca", "postprocess", "vggish_final_relu", "seed"):
             settings.pop(name)
