@@ -73,3 +73,21 @@ def test_demo_trains_eemc_tiny_on_request(tmp_path, capsys):
     assert "training EEMC tiny" in capsys.readouterr().out
     assert json.loads((out / "run" / "run.json").read_text())["model_config"]["name"] == "tiny"
     assert [p.name for p in (out / "predictions").iterdir()] == ["tiny"]
+
+
+def test_demo_trains_lite_stereo_on_stereo_synth_and_scores_it_as_mono(tmp_path, capsys):
+    import soundfile as sf
+
+    from refavs.data import DatasetLayout, folder_from_uid
+
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--preset", "tiny", "--config", "lite-stereo", "max_steps=1"]) == 0
+    printed = capsys.readouterr().out
+    assert "medium" not in printed and "(tiny, stereo, seed 0)" in printed and "training lite-stereo EEMC" in printed
+    assert json.loads((out / "data" / "synth.json").read_text())["preset"]["stereo"] is True
+    audio, _ = sf.read(DatasetLayout(out / "data").audio(folder_from_uid(report_uid(out, "test_s"))), always_2d=True)
+    assert audio.shape[1] == 2
+    report = json.loads((out / "report.json").read_text())
+    assert set(report["as_mono"]) == {"test_s"} and "J" in report["as_mono"]["test_s"]
+    assert "the same sound from both sides" in (out / "report.md").read_text()
+    assert [p.name for p in (out / "predictions").iterdir()] == ["lite-stereo"]
