@@ -304,3 +304,45 @@ def test_inference_keeps_left_and_right_for_a_stereo_model(tmp_path):
     assert audio.shape == (1, 10, 192) and bool((audio[0, :, 128:].max(1).values > 0.5).all())  # heard on the left
     result = pipe(video, "the white square")
     assert result.probabilities.shape[0] == 10
+
+
+STEREO_CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "lite-stereo-synth-medium"
+
+
+@pytest.fixture(scope="module")
+def stereo_pipe():
+    from refavs.inference import RefAVSPipeline
+
+    return RefAVSPipeline.from_pretrained(STEREO_CHECKPOINT)
+
+
+def _twin_squares_video(path: Path, left_gain: float, right_gain: float) -> Path:
+    """Two identical red squares, one on each side, and one tone whose channels have the given gains."""
+    from refavs.data.video_writer import VideoStreamWriter
+
+    rate, fps, seconds = 16_000, 8, 10
+    with VideoStreamWriter(path, fps, 96, 64, audio_rate=rate, audio_channels=2) as writer:
+        frame = np.zeros((64, 96, 3), np.uint8)
+        frame[20:40, 5:25] = frame[20:40, 70:90] = (200, 50, 50)
+        for _ in range(seconds * fps):
+            writer.write_frame(frame)
+        tone = np.sin(2 * np.pi * 440 * np.arange(seconds * rate) / rate)
+        writer.write_audio(np.stack([left_gain * tone, right_gain * tone]).astype(np.float32))
+    return path
+
+
+@pytest.mark.parametrize("left_gain, right_gain, side", [(0.4, 0.05, "left"), (0.05, 0.4, "right"),
+                                                         (0.2, 0.2, None)])
+def test_the_shipped_stereo_checkpoint_marks_the_look_alike_it_hears(stereo_pipe, tmp_path, left_gain, right_gain,
+                                                                      side):
+    """Two look-alikes, one tone: "the sounding object" is the square on the side the tone comes
+    from, and nothing when it comes from the middle, where neither stands."""
+    video = _twin_squares_video(tmp_path / "twins.mp4", left_gain, right_gain)
+    masks = stereo_pipe(video, "The sounding object").masks  # [10, 256, 256]
+    half = masks.shape[-1] // 2
+    left, right = masks[..., :half].sum((1, 2)), masks[..., half:].sum((1, 2))  # per frame
+    if side is None:
+        assert not left.any() and not right.any()
+    else:
+        heard, other = (left, right) if side == "left" else (right, left)
+        assert (heard > 2_000).all() and not other.any()  # the square: about 4,200 of the mask's pixels
