@@ -268,9 +268,11 @@ def _markdown(report: DemoReport, preset: str, seed: int, model: str) -> str:
         parts = []
         for name, scores in report.as_mono.items():
             heard = report.scores[name]
-            twins = [(g.J, heard.cues[c].J) for c, g in scores.cues.items() if c == "needs_audio" and c in heard.cues]
-            parts.append(f"{name} J {scores.result.J:.3f} (stereo {heard.result.J:.3f})"
-                         + "".join(f", its needs_audio rows {a:.3f} (stereo {b:.3f})" for a, b in twins))
+            part = f"{name} J {scores.result.J:.3f} (stereo {heard.result.J:.3f})"
+            if "needs_audio" in scores.cues and "needs_audio" in heard.cues:
+                part += (f", its needs_audio rows {scores.cues['needs_audio'].J:.3f} "
+                         f"(stereo {heard.cues['needs_audio'].J:.3f})")
+            parts.append(part)
         lines += ["With the same sound from both sides (`--ablate mono`): " + "; ".join(parts) + ".", ""]
     if d["clauses_test_s"]:
         lines += ["J per clause kind of test_s, with the audio features zeroed too:", "",

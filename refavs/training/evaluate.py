@@ -41,8 +41,8 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from refavs.data.batch import ClipBatch
-from refavs.data.writer import WriteError, remove_temp_files
 from refavs.data.dataset import RefAVSDataset, collate
+from refavs.data.writer import WriteError, remove_temp_files
 from refavs.features.config import stereo_bands
 from refavs.metrics import RefAVSMetrics
 from refavs.scoring.predictions import write_prediction

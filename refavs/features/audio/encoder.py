@@ -47,21 +47,25 @@ class AudioFeaturizer(nn.Module):
         """``[channels, samples]`` or ``[samples]`` at any rate -> ``[clip_samples]`` mono at the front
         end's rate; with ``config.stereo``, ``[3, clip_samples]``: the mono mix, the left and the right
         channel (a mono file's channels are its one channel; more than two: the first two)."""
+        mono = self._fit(to_mono(waveform), sample_rate)
+        if not self.config.stereo:
+            return mono
+        waveform = np.asarray(waveform, dtype=np.float32)
+        if waveform.ndim == 2 and waveform.shape[0] >= 2:
+            left, right = (self._fit(channel, sample_rate) for channel in waveform[:2])
+        else:  # one channel: both sides hear it
+            left = right = mono
+        return torch.stack([mono, left, right])
+
+    def _fit(self, channel: np.ndarray, sample_rate: int) -> torch.Tensor:
+        """One channel at any rate -> ``[clip_samples]`` at the front end's rate (the length rule)."""
         cfg = self.config
-        channels = [to_mono(waveform)]
-        if cfg.stereo:
-            waveform = np.asarray(waveform, dtype=np.float32)
-            two = waveform[:2] if waveform.ndim == 2 and waveform.shape[0] >= 2 else [channels[0]] * 2
-            channels += list(two)
-        out = []
-        for channel in channels:
-            signal = torch.from_numpy(np.ascontiguousarray(channel))
-            if not torch.isfinite(signal).all():
-                raise ValueError("the waveform holds NaN or infinite samples")
-            signal = resample(signal.double(), sample_rate, cfg.frontend.sample_rate,
-                              cfg.resample_lowpass_width, cfg.resample_rolloff).float()
-            out.append(torch.from_numpy(fit_length(signal.numpy(), cfg.clip_samples, cfg.pad_mode)))
-        return torch.stack(out) if cfg.stereo else out[0]
+        signal = torch.from_numpy(np.ascontiguousarray(channel))
+        if not torch.isfinite(signal).all():
+            raise ValueError("the waveform holds NaN or infinite samples")
+        signal = resample(signal.double(), sample_rate, cfg.frontend.sample_rate,
+                          cfg.resample_lowpass_width, cfg.resample_rolloff).float()
+        return torch.from_numpy(fit_length(signal.numpy(), cfg.clip_samples, cfg.pad_mode))
 
     @torch.no_grad()
     def embed_prepared(self, waveforms: torch.Tensor) -> torch.Tensor:
